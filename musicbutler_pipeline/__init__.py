@@ -1,0 +1,8 @@
+"""MusicButler: daily digests of new music from the artists each subscriber follows."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("musicbutler-pipeline")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"

@@ -1,0 +1,37 @@
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from musicbutler_pipeline.assets.libraries import user_libraries
+from musicbutler_pipeline.assets.metadata import markdown_table
+from musicbutler_pipeline.assets.releases import artist_releases
+from musicbutler_pipeline.partitions import daily_partitions
+from musicbutler_pipeline.resources import WarehouseResource
+from musicbutler_pipeline.warehouse.repository import drop_stats, replace_drops, top_drops
+
+
+@asset(
+    partitions_def=daily_partitions,
+    deps=[user_libraries, artist_releases],
+    group_name="musicbutler",
+    kinds={"sql"},
+    description=(
+        "Per subscriber, the followed artists' release groups of the day, minus any release "
+        "group already announced to that subscriber on another day. One INSERT ... SELECT."
+    ),
+)
+def user_drops(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+    day = context.partition_time_window.start.date()
+    with warehouse.engine.begin() as connection:
+        replace_drops(connection, day)
+        stats = drop_stats(connection, day)
+        top = top_drops(connection, day)
+    context.log.info("%s: %d drops for %d subscribers", day, stats.drops, stats.subscribers)
+    return MaterializeResult(
+        metadata={
+            "drops": stats.drops,
+            "subscribers_with_drops": stats.subscribers,
+            "release_groups_with_followers": stats.release_groups,
+            "preview": MetadataValue.md(
+                markdown_table(("release group", "artist credit", "subscribers"), top)
+            ),
+        }
+    )

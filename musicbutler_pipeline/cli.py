@@ -1,0 +1,237 @@
+"""The `musicbutler` command. Thin: parses arguments, calls the domain or runs the job."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine, select
+
+from musicbutler_pipeline import __version__
+from musicbutler_pipeline.domain.rules import InvalidInput, normalize_email, parse_partition_date
+from musicbutler_pipeline.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from musicbutler_pipeline.runner import RunSummary
+    from musicbutler_pipeline.warehouse.imports import ImportReport
+
+logger = logging.getLogger("musicbutler")
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+
+
+class CommandError(Exception):
+    """Ends a command with one line on stderr and the given exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_PROBLEM) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _engine(settings: Settings, *, require_schema: bool = True) -> Engine:
+    from musicbutler_pipeline.warehouse.engine import make_engine
+    from musicbutler_pipeline.warehouse.migrate import is_current
+
+    settings.ensure_home()
+    engine = make_engine(settings.warehouse_url)
+    if require_schema and not is_current(engine):
+        raise CommandError("the warehouse schema is missing or old: run `musicbutler db upgrade`")
+    return engine
+
+
+def _day(value: str) -> date:
+    from musicbutler_pipeline.partitions import latest_partition_day
+
+    try:
+        return parse_partition_date(value, latest=latest_partition_day())
+    except InvalidInput as exc:
+        raise CommandError(f"--date: {exc}", EXIT_USAGE) from None
+
+
+def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
+    from musicbutler_pipeline.warehouse.migrate import current_revision, upgrade
+
+    engine = _engine(settings, require_schema=False)
+    before = current_revision(engine)
+    upgrade(engine)
+    after = current_revision(engine)
+    where = engine.url.render_as_string(hide_password=True)
+    print(f"warehouse {where}: schema at {after}" + ("" if before != after else " (unchanged)"))
+    return EXIT_OK
+
+
+def _report_import(report: ImportReport, what: str) -> int:
+    for error in report.errors:
+        print(f"{report.path}: {error}", file=sys.stderr)
+    print(
+        f"{report.path}: {report.rows} rows: {report.inserted} {what} added, "
+        f"{report.updated} updated, {report.unchanged} unchanged, {len(report.errors)} bad"
+    )
+    return EXIT_OK if report.ok else EXIT_PROBLEM
+
+
+def cmd_subscribers_import(settings: Settings, args: argparse.Namespace) -> int:
+    from musicbutler_pipeline.warehouse.imports import CsvFormatError, import_subscribers
+
+    try:
+        return _report_import(import_subscribers(_engine(settings), Path(args.file)), "subscribers")
+    except CsvFormatError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def cmd_library_import(settings: Settings, args: argparse.Namespace) -> int:
+    from musicbutler_pipeline.warehouse.imports import CsvFormatError, import_library
+
+    try:
+        return _report_import(import_library(_engine(settings), Path(args.file)), "follows")
+    except CsvFormatError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def cmd_unsubscribe(settings: Settings, args: argparse.Namespace) -> int:
+    from musicbutler_pipeline.warehouse.repository import unsubscribe
+    from musicbutler_pipeline.warehouse.schema import subscribers
+
+    try:
+        email = normalize_email(args.email)
+    except InvalidInput as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    with _engine(settings).begin() as connection:
+        subscriber_id = connection.execute(
+            select(subscribers.c.id).where(subscribers.c.email == email)
+        ).scalar_one_or_none()
+        if subscriber_id is None:
+            raise CommandError(f"no subscriber {email}")
+        changed = unsubscribe(connection, subscriber_id)
+    print(f"{email}: unsubscribed" + ("" if changed else " already"))
+    return EXIT_OK
+
+
+def _print_run(summary: RunSummary, settings: Settings) -> int:
+    if not summary.success:
+        print(f"{summary.day}: run {summary.run_id} failed: {summary.error}", file=sys.stderr)
+        return EXIT_PROBLEM
+    n = summary.notifications
+    sent, already = n.get("sent", 0), n.get("skipped_already_sent", 0)
+    print(
+        f"{summary.day}: {sent} email(s) sent, {already} already sent earlier, "
+        f"{n.get('skipped_in_progress_elsewhere', 0)} being sent by another process, "
+        f"{n.get('failed', 0)} failed (via {n.get('transport', '?')})"
+    )
+    if sent == 0 and already:
+        print(f"{summary.day} had already been sent: nothing was sent twice.")
+    print(f"Dagster run {summary.run_id} on the instance in {settings.dagster_home}")
+    return EXIT_OK
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from musicbutler_pipeline.definitions import defs
+    from musicbutler_pipeline.runner import dagster_instance, run_day
+
+    day = _day(args.date)
+    _engine(settings).dispose()  # refuse early, with one line, when the schema is missing
+    summary = run_day(day, definitions=defs, instance=dagster_instance(settings))
+    return _print_run(summary, settings)
+
+
+def cmd_sends(settings: Settings, args: argparse.Namespace) -> int:
+    from musicbutler_pipeline.domain.ledger import SendLedger
+
+    day = _day(args.date)
+    rows = SendLedger(_engine(settings)).day(day)
+    print(
+        f"{'recipient':<36} {'state':<8} {'run':<10} {'host':<16} {'pid':>7} "
+        f"{'code version':<24} {'claimed at (UTC)':<20} error"
+    )
+    for row in rows:
+        print(
+            f"{row.recipient:<36} {row.state:<8} {row.run_id[:8]:<10} {row.host[:16]:<16} "
+            f"{row.pid:>7} {row.code_version[:24]:<24} {row.claimed_at:%Y-%m-%d %H:%M:%S}  "
+            f"{row.error or ''}"
+        )
+    print(f"{len(rows)} send(s) for {day}")
+    return EXIT_OK
+
+
+def cmd_demo(settings: Settings, _args: argparse.Namespace) -> int:
+    from musicbutler_pipeline.demo import SAMPLE_DAY, run_demo, ui_command
+
+    print(f"MusicButler demo: the sample day {SAMPLE_DAY} on {settings.warehouse_url}")
+    result = run_demo(settings)
+    for report, what in ((result.subscribers, "subscribers"), (result.library, "follows")):
+        print(f"  imported {report.inserted} {what} ({report.unchanged} already there)")
+    code = _print_run(result.run, settings)
+    if code != EXIT_OK:
+        return code
+    if settings.mail_url.startswith("file://"):
+        print(f"Outbox: {settings.mail_url.removeprefix('file://')}")
+    print(f"Open the Dagster UI:\n  {ui_command(settings)}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="musicbutler", description="Daily digests of new music from the artists you follow."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    db = commands.add_parser("db", help="warehouse schema").add_subparsers(
+        dest="db_command", required=True, metavar="ACTION"
+    )
+    db.add_parser("upgrade", help="create or migrate the schema").set_defaults(func=cmd_db_upgrade)
+
+    for noun, func, columns in (
+        ("subscribers", cmd_subscribers_import, "email,name,listenbrainz_user"),
+        ("library", cmd_library_import, "email,artist_mbid,artist_name"),
+    ):
+        actions = commands.add_parser(noun, help=f"import {noun}").add_subparsers(
+            dest=f"{noun}_command", required=True, metavar="ACTION"
+        )
+        importer = actions.add_parser("import", help=f"import a CSV with columns {columns}")
+        importer.add_argument("file")
+        importer.set_defaults(func=func)
+
+    unsub = commands.add_parser("unsubscribe", help="opt a subscriber out")
+    unsub.add_argument("email")
+    unsub.set_defaults(func=cmd_unsubscribe)
+
+    run = commands.add_parser("run", help="materialize the day's assets in-process")
+    run.add_argument("--date", required=True, help="the partition, YYYY-MM-DD (UTC)")
+    run.set_defaults(func=cmd_run)
+
+    sends = commands.add_parser("sends", help="print the send ledger for a day")
+    sends.add_argument("--date", required=True)
+    sends.set_defaults(func=cmd_sends)
+
+    commands.add_parser("demo", help="the bundled sample day, end to end").set_defaults(
+        func=cmd_demo
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = Settings.from_env()
+        return args.func(settings, args)
+    except SettingsError as exc:
+        print(f"musicbutler: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CommandError as exc:
+        print(f"musicbutler: {exc}", file=sys.stderr)
+        return exc.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

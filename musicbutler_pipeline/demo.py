@@ -1,0 +1,50 @@
+"""The bundled sample day, end to end on the embedded default (`musicbutler demo`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from musicbutler_pipeline.definitions import build_definitions
+from musicbutler_pipeline.resources import SnapshotReleaseSource
+from musicbutler_pipeline.runner import RunSummary, dagster_instance, run_day
+from musicbutler_pipeline.settings import Settings
+from musicbutler_pipeline.sources.musicbrainz import bundled_snapshot_root
+from musicbutler_pipeline.warehouse.engine import make_engine
+from musicbutler_pipeline.warehouse.imports import ImportReport, import_library, import_subscribers
+from musicbutler_pipeline.warehouse.migrate import upgrade
+
+SAMPLE_DAY = date(2026, 11, 23)
+SAMPLE_DIR = Path(__file__).parent / "sources" / "data" / "sample"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    subscribers: ImportReport
+    library: ImportReport
+    run: RunSummary
+
+
+def run_demo(settings: Settings) -> DemoResult:
+    settings.ensure_home()
+    engine = make_engine(settings.warehouse_url)
+    try:
+        upgrade(engine)
+        subscribers = import_subscribers(engine, SAMPLE_DIR / "subscribers.csv")
+        library = import_library(engine, SAMPLE_DIR / "library.csv")
+    finally:
+        engine.dispose()
+    definitions = build_definitions(release_source=SnapshotReleaseSource())
+    run = run_day(SAMPLE_DAY, definitions=definitions, instance=dagster_instance(settings))
+    return DemoResult(subscribers, library, run)
+
+
+def ui_command(settings: Settings) -> str:
+    """How to open the UI on the same instance, with the sample day's recorded MusicBrainz."""
+    return (
+        f"DAGSTER_HOME={settings.dagster_home} "
+        f"MUSICBUTLER_HOME={settings.home} "
+        f"MUSICBUTLER_MUSICBRAINZ_URL={bundled_snapshot_root().as_uri()} "
+        ".venv/bin/dagster dev -m musicbutler_pipeline.definitions"
+    )

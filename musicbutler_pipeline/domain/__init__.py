@@ -1,0 +1,1 @@
+"""Dagster-free domain: value types, the drop rules, digest rendering and the send ledger."""

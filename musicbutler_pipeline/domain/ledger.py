@@ -1,0 +1,285 @@
+"""The send ledger: who may send which day's email, and what was sent.
+
+The guarantee is one row per (partition_date, subscriber) in ``sends``. A sender claims that row
+with a single ``INSERT ... ON CONFLICT DO NOTHING`` carrying a fresh random token, and sends only
+if the row holds its token afterwards. Any number of concurrent runs, schedulers or hosts can race
+for the same day: the database lets exactly one insert win. Marking the row sent is an UPDATE
+guarded by the token, in the same transaction that records every release group announced.
+
+A claim whose sender died (still ``claimed``) is never taken over automatically: for a digest,
+at most once is the safe default. Stale claims are reported and resolved by an operator.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import secrets
+import socket
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
+from pathlib import Path
+
+from sqlalchemy import Engine, and_, func, select, update
+
+from musicbutler_pipeline import __version__
+from musicbutler_pipeline.warehouse.dialect import upsert_insert
+from musicbutler_pipeline.warehouse.schema import announcements, sends
+
+logger = logging.getLogger(__name__)
+
+
+@cache
+def code_version() -> str:
+    """What code is sending: ``MUSICBUTLER_CODE_VERSION`` if the deploy sets it, else the git
+    commit of this source tree (``+dirty`` when modified), else the package version."""
+    configured = os.environ.get("MUSICBUTLER_CODE_VERSION")
+    if configured:
+        return configured[:64]
+    try:
+        described = subprocess.run(
+            ["git", "describe", "--always", "--dirty=+dirty", "--abbrev=12"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        described = ""
+    return (f"{__version__}+g{described}" if described else __version__)[:64]
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """The identity recorded on every claim: which run, host, process and code sent it."""
+
+    run_id: str
+    host: str
+    pid: int
+    code_version: str
+
+    @classmethod
+    def current(cls, run_id: str) -> Sender:
+        return cls(
+            run_id=run_id, host=socket.gethostname(), pid=os.getpid(), code_version=code_version()
+        )
+
+
+class ClaimOutcome(enum.Enum):
+    CLAIMED = "claimed"  # this sender owns the row and must send
+    ALREADY_SENT = "already_sent"
+    IN_PROGRESS = "in_progress"  # another sender holds the claim (or died holding it)
+    FAILED_PERMANENT = "failed_permanent"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    outcome: ClaimOutcome
+    send_id: int
+    token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendRow:
+    partition_date: date
+    subscriber_id: int
+    recipient: str
+    state: str
+    run_id: str
+    host: str
+    pid: int
+    code_version: str
+    message_id: str
+    release_group_count: int
+    attempts: int
+    claimed_at: datetime
+    sent_at: datetime | None
+    error: str | None
+
+
+class SendLedger:
+    def __init__(self, engine: Engine, sender: Sender | None = None) -> None:
+        """``sender`` is needed only to claim; reading the ledger needs none."""
+        self.engine = engine
+        self._sender = sender
+
+    @property
+    def sender(self) -> Sender:
+        if self._sender is None:
+            raise RuntimeError("this SendLedger was opened read-only (no Sender)")
+        return self._sender
+
+    def claim(
+        self,
+        partition_date: date,
+        subscriber_id: int,
+        *,
+        recipient: str,
+        message_id: str,
+        release_group_count: int,
+    ) -> Claim:
+        """Try to become the one sender of this subscriber's email for this day."""
+        token = secrets.token_hex(16)
+        now = _now()
+        who = {
+            "run_id": self.sender.run_id,
+            "host": self.sender.host,
+            "pid": self.sender.pid,
+            "code_version": self.sender.code_version,
+        }
+        key = and_(sends.c.partition_date == partition_date, sends.c.subscriber_id == subscriber_id)
+        with self.engine.begin() as connection:
+            statement = upsert_insert(connection, sends).values(
+                partition_date=partition_date,
+                subscriber_id=subscriber_id,
+                state="claimed",
+                claim_token=token,
+                message_id=message_id,
+                recipient=recipient,
+                release_group_count=release_group_count,
+                attempts=1,
+                claimed_at=now,
+                updated_at=now,
+                permanent_failure=False,
+                **who,
+            )
+            connection.execute(
+                statement.on_conflict_do_nothing(index_elements=["partition_date", "subscriber_id"])
+            )
+            # A temporary failure (server down, 4xx) may be retried by a later run: re-claiming it
+            # is again one atomic statement that only one contender can win.
+            connection.execute(
+                update(sends)
+                .where(key, sends.c.state == "failed", sends.c.permanent_failure.is_(False))
+                .values(
+                    state="claimed",
+                    claim_token=token,
+                    attempts=sends.c.attempts + 1,
+                    claimed_at=now,
+                    updated_at=now,
+                    error=None,
+                    recipient=recipient,
+                    release_group_count=release_group_count,
+                    **who,
+                )
+            )
+            row = connection.execute(
+                select(sends.c.id, sends.c.state, sends.c.claim_token).where(key)
+            ).one()
+        if row.claim_token == token:
+            return Claim(ClaimOutcome.CLAIMED, row.id, token)
+        if row.state == "sent":
+            return Claim(ClaimOutcome.ALREADY_SENT, row.id)
+        if row.state == "failed":
+            return Claim(ClaimOutcome.FAILED_PERMANENT, row.id)
+        return Claim(ClaimOutcome.IN_PROGRESS, row.id)
+
+    def mark_sent(
+        self,
+        claim: Claim,
+        partition_date: date,
+        subscriber_id: int,
+        release_group_mbids: Iterable[str],
+    ) -> None:
+        """Record the send and every release group it announced, atomically."""
+        now = _now()
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(sends)
+                .where(
+                    sends.c.id == claim.send_id,
+                    sends.c.claim_token == claim.token,
+                    sends.c.state == "claimed",
+                )
+                .values(state="sent", sent_at=now, updated_at=now, error=None)
+            )
+            if result.rowcount != 1:
+                # Only an operator's reconcile can take a claim away; never overwrite it silently.
+                raise LostClaim(f"send {claim.send_id} is no longer held by this sender")
+            rows = [
+                {
+                    "subscriber_id": subscriber_id,
+                    "release_group_mbid": mbid,
+                    "partition_date": partition_date,
+                    "send_id": claim.send_id,
+                    "announced_at": now,
+                }
+                for mbid in release_group_mbids
+            ]
+            if rows:
+                connection.execute(
+                    upsert_insert(connection, announcements).on_conflict_do_nothing(
+                        index_elements=["subscriber_id", "release_group_mbid"]
+                    ),
+                    rows,
+                )
+
+    def mark_failed(self, claim: Claim, error: str, *, permanent: bool) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(sends)
+                .where(
+                    sends.c.id == claim.send_id,
+                    sends.c.claim_token == claim.token,
+                    sends.c.state == "claimed",
+                )
+                .values(
+                    state="failed",
+                    error=error[:2000],
+                    permanent_failure=permanent,
+                    updated_at=_now(),
+                )
+            )
+
+    def day(self, partition_date: date) -> list[SendRow]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(*(sends.c[name] for name in SendRow.__slots__))
+                .where(sends.c.partition_date == partition_date)
+                .order_by(sends.c.subscriber_id)
+            ).all()
+        return [SendRow(**row._mapping) for row in rows]
+
+    def state_counts(self, partition_date: date) -> dict[str, int]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(sends.c.state, func.count())
+                .where(sends.c.partition_date == partition_date)
+                .group_by(sends.c.state)
+            ).all()
+        return {state: count for state, count in rows}
+
+    def senders(self, partition_date: date) -> list[tuple[str, str, str, int]]:
+        """(host, code version, run id, emails sent) for everyone who sent that day."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(sends.c.host, sends.c.code_version, sends.c.run_id, func.count())
+                .where(sends.c.partition_date == partition_date, sends.c.state == "sent")
+                .group_by(sends.c.host, sends.c.code_version, sends.c.run_id)
+                .order_by(func.count().desc())
+            ).all()
+        return [(host, version, run_id, count) for host, version, run_id, count in rows]
+
+    def stale_claims(self, older_than: timedelta, now: datetime | None = None) -> list[SendRow]:
+        """Claims never marked sent or failed, older than ``older_than``: a sender died."""
+        cutoff = (now or _now()) - older_than
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(*(sends.c[name] for name in SendRow.__slots__))
+                .where(sends.c.state == "claimed", sends.c.claimed_at < cutoff)
+                .order_by(sends.c.partition_date, sends.c.subscriber_id)
+            ).all()
+        return [SendRow(**row._mapping) for row in rows]
+
+
+class LostClaim(RuntimeError):
+    """The claim this sender held was resolved by someone else while it was sending."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

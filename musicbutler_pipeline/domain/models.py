@@ -1,0 +1,91 @@
+"""Value types shared by the sources, the warehouse, the digest and the mailer.
+
+Payloads from the outside world are parsed into these frozen dataclasses at the edge, so the rest
+of the code never handles raw dicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+
+@dataclass(frozen=True, slots=True)
+class CreditedArtist:
+    """One artist of a release group's artist credit, in credit order."""
+
+    mbid: str
+    name: str
+    join_phrase: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseGroup:
+    """A MusicBrainz release group as the pipeline stores it.
+
+    ``first_release_date`` is MusicBrainz's raw value and may be partial (``2026`` or ``2026-11``)
+    or empty; ``release_date`` is set only when that value is a complete calendar date.
+    """
+
+    mbid: str
+    title: str
+    primary_type: str | None
+    secondary_types: tuple[str, ...]
+    first_release_date: str
+    release_date: date | None
+    artists: tuple[CreditedArtist, ...]
+
+    @property
+    def credit(self) -> str:
+        """The artist credit as MusicBrainz prints it, e.g. ``Artist A feat. Artist B``."""
+        return "".join(artist.name + artist.join_phrase for artist in self.artists)
+
+    @property
+    def type_label(self) -> str:
+        """``Album``, ``Single``, ``Album + Live`` ... for the digest."""
+        parts = [self.primary_type or "Other", *self.secondary_types]
+        return " + ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    id: int
+    email: str
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DigestArtist:
+    """A followed artist and the new release groups credited to them, for one digest."""
+
+    mbid: str
+    name: str
+    release_groups: tuple[ReleaseGroup, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """Everything one subscriber's email for one partition says."""
+
+    subscriber: Subscriber
+    partition_date: date
+    artists: tuple[DigestArtist, ...]
+    unsubscribe_url: str = ""
+    unsubscribe_mailto: str = ""
+
+    @property
+    def release_group_mbids(self) -> tuple[str, ...]:
+        return tuple(rg.mbid for artist in self.artists for rg in artist.release_groups)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchReport:
+    """What a release source returned for one partition, with the evidence for the metadata."""
+
+    release_groups: tuple[ReleaseGroup, ...]
+    records_seen: int = 0
+    records_skipped: int = 0
+    not_exact_date: int = 0
+    requests: int = 0
+    source: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)

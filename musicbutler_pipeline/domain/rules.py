@@ -1,0 +1,85 @@
+"""The pure rules of the day: exact dates, identifiers, addresses and the digest subject."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import date
+
+_FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Deliberately pragmatic: one @, a non-empty local part without spaces, a dotted domain of
+# letters, digits and hyphens. Full RFC 5322 syntax admits addresses no mail server delivers to.
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
+
+
+# Spelled out rather than strftime("%B"), which follows the process locale.
+_MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+
+
+class InvalidInput(ValueError):
+    """A value from outside (CSV cell, API field, command-line argument) is malformed."""
+
+
+def exact_release_date(first_release_date: str | None) -> date | None:
+    """The calendar date of a MusicBrainz ``first-release-date``, or None when it is not exact.
+
+    Partial dates (``2026``, ``2026-11``), empty values and impossible dates (``2026-02-30``)
+    never count as a release on a particular day.
+    """
+    if not first_release_date or not _FULL_DATE.match(first_release_date):
+        return None
+    try:
+        return date.fromisoformat(first_release_date)
+    except ValueError:
+        return None
+
+
+def parse_partition_date(value: str, *, latest: date | None = None) -> date:
+    """A ``YYYY-MM-DD`` partition key, refused when malformed or after ``latest``."""
+    if not _FULL_DATE.match(value or ""):
+        raise InvalidInput(f"date {value!r} is not in the form YYYY-MM-DD")
+    try:
+        day = date.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput(f"date {value!r} is not a calendar date ({exc})") from None
+    if latest is not None and day > latest:
+        raise InvalidInput(
+            f"date {value} is in the future: the latest day that can be run is {latest.isoformat()}"
+        )
+    return day
+
+
+def normalize_mbid(value: str) -> str:
+    """A MusicBrainz identifier in canonical lower-case hyphenated form, or InvalidInput."""
+    text = (value or "").strip()
+    try:
+        parsed = uuid.UUID(text)
+    except ValueError:
+        raise InvalidInput(f"{value!r} is not a MusicBrainz identifier (a UUID)") from None
+    if str(parsed) != text.lower():
+        # uuid.UUID accepts braces, URNs and missing hyphens; MusicBrainz identifiers have none.
+        raise InvalidInput(f"{value!r} is not a MusicBrainz identifier (a UUID)")
+    return str(parsed)
+
+
+def normalize_email(value: str) -> str:
+    """An address with surrounding space removed and the domain lower-cased, or InvalidInput."""
+    text = (value or "").strip()
+    if not _EMAIL.match(text) or ".." in text:
+        raise InvalidInput(f"{value!r} is not a valid e-mail address")
+    local, domain = text.rsplit("@", 1)
+    if len(local) > 64 or len(text) > 254 or local.startswith(".") or local.endswith("."):
+        raise InvalidInput(f"{value!r} is not a valid e-mail address")
+    return f"{local}@{domain.lower()}"
+
+
+def digest_subject(partition_date: date) -> str:
+    """``New Music for November 23, 2026``: month name, day without a leading zero, year."""
+    month = _MONTHS[partition_date.month - 1]
+    return f"New Music for {month} {partition_date.day}, {partition_date.year}"

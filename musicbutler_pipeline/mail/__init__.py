@@ -1,0 +1,1 @@
+"""Mail: message building, transports (SMTP, file outbox, console) and unsubscribe tokens."""

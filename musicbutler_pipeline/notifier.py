@@ -1,0 +1,143 @@
+"""Sending one partition's digests: claim in the ledger, render, send, mark. No Dagster here.
+
+Digests stream from the warehouse one batch of subscribers at a time, and the mail transport keeps
+one connection for the whole day, so memory stays flat however many subscribers there are.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from urllib.parse import quote
+
+from sqlalchemy import Engine
+
+from musicbutler_pipeline.domain.digest import render_digest
+from musicbutler_pipeline.domain.ledger import Claim, ClaimOutcome, SendLedger
+from musicbutler_pipeline.domain.models import Digest
+from musicbutler_pipeline.mail.mailer import Mailer, MailError
+from musicbutler_pipeline.mail.message import build_message, message_id
+from musicbutler_pipeline.mail.unsubscribe import make_token
+from musicbutler_pipeline.warehouse.repository import iter_digests
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class MailIdentity:
+    """Who the digests come from and where their unsubscribe links point."""
+
+    mail_from: str
+    base_url: str
+    secret_key: bytes = field(repr=False)
+
+    def unsubscribe_links(self, subscriber_id: int) -> tuple[str, str]:
+        token = make_token(subscriber_id, self.secret_key)
+        address = self.mail_from.rpartition("<")[2].rstrip(">").strip()
+        return (
+            f"{self.base_url}/unsubscribe/{token}",
+            f"mailto:{address}?subject={quote('unsubscribe ' + token)}",
+        )
+
+
+@dataclass(slots=True)
+class NotifyReport:
+    partition_date: date
+    sent: int = 0
+    already_sent: int = 0
+    in_progress: int = 0
+    failed: int = 0
+    failed_before: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    release_groups_announced: int = 0
+
+    @property
+    def attempted(self) -> int:
+        return self.sent + self.failed
+
+
+def send_digests(
+    engine: Engine,
+    day: date,
+    *,
+    mailer: Mailer,
+    ledger: SendLedger,
+    identity: MailIdentity,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> NotifyReport:
+    report = NotifyReport(day)
+    outcomes: Counter[ClaimOutcome] = Counter()
+    with mailer:
+        for digest in iter_digests(engine, day):
+            unsubscribe_url, unsubscribe_mailto = identity.unsubscribe_links(digest.subscriber.id)
+            digest = replace(
+                digest, unsubscribe_url=unsubscribe_url, unsubscribe_mailto=unsubscribe_mailto
+            )
+            identifier = message_id(digest.subscriber.id, day, identity.mail_from)
+            claim = ledger.claim(
+                day,
+                digest.subscriber.id,
+                recipient=digest.subscriber.email,
+                message_id=identifier,
+                release_group_count=len(digest.release_group_mbids),
+            )
+            outcomes[claim.outcome] += 1
+            if claim.outcome is not ClaimOutcome.CLAIMED:
+                continue
+            try:
+                message = build_message(
+                    render_digest(digest),
+                    mail_from=identity.mail_from,
+                    to_name=digest.subscriber.name,
+                    to_address=digest.subscriber.email,
+                    message_id=identifier,
+                    unsubscribe_url=unsubscribe_url,
+                    unsubscribe_mailto=unsubscribe_mailto,
+                    sent_at=clock(),
+                )
+                mailer.send(message)
+            except MailError as exc:
+                _record_failure(ledger, claim, digest, report, str(exc), permanent=exc.permanent)
+                continue
+            except Exception as exc:
+                # A bug, not a bad address: release the claim for a retry and stop the day.
+                _record_failure(ledger, claim, digest, report, repr(exc), permanent=False)
+                raise
+            ledger.mark_sent(claim, day, digest.subscriber.id, digest.release_group_mbids)
+            report.sent += 1
+            report.release_groups_announced += len(digest.release_group_mbids)
+    report.already_sent = outcomes[ClaimOutcome.ALREADY_SENT]
+    report.in_progress = outcomes[ClaimOutcome.IN_PROGRESS]
+    report.failed_before = outcomes[ClaimOutcome.FAILED_PERMANENT]
+    logger.info(
+        "%s: %d sent, %d already sent, %d being sent elsewhere, %d failed",
+        day,
+        report.sent,
+        report.already_sent,
+        report.in_progress,
+        report.failed,
+    )
+    return report
+
+
+def _record_failure(
+    ledger: SendLedger,
+    claim: Claim,
+    digest: Digest,
+    report: NotifyReport,
+    error: str,
+    *,
+    permanent: bool,
+) -> None:
+    ledger.mark_failed(claim, error, permanent=permanent)
+    report.failed += 1
+    report.failures.append((digest.subscriber.email, error))
+    logger.warning(
+        "send to subscriber %d failed (%s): %s",
+        digest.subscriber.id,
+        "permanent" if permanent else "will retry on a re-run",
+        error,
+    )

@@ -1,0 +1,30 @@
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from musicbutler_pipeline.mail.mailer import Mailer, mailer_from_url
+from musicbutler_pipeline.notifier import MailIdentity
+from musicbutler_pipeline.settings import Settings, secret_key, smtp_password
+
+
+class MailerResource(ConfigurableResource):
+    """Where digests go (``MUSICBUTLER_MAIL_URL``) and who they come from.
+
+    The SMTP password and the signing key are read from the environment when a run opens the
+    mailer, never taken as config, so they appear in no run config, log or UI page.
+    """
+
+    url: str | None = Field(default=None, description="default: MUSICBUTLER_MAIL_URL")
+    mail_from: str | None = Field(default=None, description="default: MUSICBUTLER_MAIL_FROM")
+    base_url: str | None = Field(default=None, description="default: MUSICBUTLER_BASE_URL")
+
+    def open(self) -> Mailer:
+        """A transport for one batch; it connects on its first send."""
+        return mailer_from_url(self.url or Settings.from_env().mail_url, password=smtp_password())
+
+    def identity(self) -> MailIdentity:
+        settings = Settings.from_env()
+        return MailIdentity(
+            mail_from=self.mail_from or settings.mail_from,
+            base_url=(self.base_url or settings.base_url).rstrip("/"),
+            secret_key=secret_key(settings.home),
+        )

@@ -1,0 +1,1 @@
+"""Where release groups and libraries come from: MusicBrainz, recorded snapshots, ListenBrainz."""

@@ -1,0 +1,1 @@
+"""The warehouse: SQLAlchemy schema, Alembic migrations and set-based repository functions."""

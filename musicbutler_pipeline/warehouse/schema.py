@@ -1,0 +1,181 @@
+"""Warehouse tables, identical on SQLite and PostgreSQL. Documented in docs/warehouse.md."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+# Stable constraint names so Alembic migrations can refer to them on both dialects.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+MBID = String(36)
+# BIGINT on PostgreSQL, but INTEGER on SQLite so the column is an alias of the rowid.
+ID = BigInteger().with_variant(Integer(), "sqlite")
+Timestamp = DateTime(timezone=True)
+
+SEND_STATES = ("claimed", "sent", "failed")
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("name", Text),
+    Column("listenbrainz_user", String(128)),
+    Column("subscribed_at", Timestamp, nullable=False),
+    Column("unsubscribed_at", Timestamp),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+# One row per follow with its validity, so any day's library can be reconstructed without a
+# per-day copy. A follow counts on day D unless it was removed on or before D.
+library_artists = Table(
+    "library_artists",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column(
+        "subscriber_id",
+        ID,
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("artist_mbid", MBID, nullable=False),
+    Column("artist_name", Text, nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("followed_at", Timestamp, nullable=False),
+    Column("unfollowed_on", Date),
+    Index("ix_library_artists_artist_mbid", "artist_mbid"),
+    # At most one current follow per (subscriber, artist); ended follows stay as history.
+    Index(
+        "uq_library_artists_current",
+        "subscriber_id",
+        "artist_mbid",
+        unique=True,
+        sqlite_where=text("unfollowed_on IS NULL"),
+        postgresql_where=text("unfollowed_on IS NULL"),
+    ),
+)
+
+release_groups = Table(
+    "release_groups",
+    metadata,
+    Column("mbid", MBID, primary_key=True),
+    Column("partition_date", Date, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("primary_type", String(32)),
+    Column("secondary_types", Text, nullable=False, server_default=""),
+    Column("first_release_date", String(10), nullable=False),
+    Column("release_date", Date),
+    Column("artist_credit", Text, nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("fetched_at", Timestamp, nullable=False),
+    Index("ix_release_groups_partition_date", "partition_date"),
+)
+
+release_group_artists = Table(
+    "release_group_artists",
+    metadata,
+    Column(
+        "release_group_mbid",
+        MBID,
+        ForeignKey("release_groups.mbid", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("position", Integer, primary_key=True),
+    Column("artist_mbid", MBID, nullable=False),
+    Column("artist_name", Text, nullable=False),
+    Column("join_phrase", Text, nullable=False, server_default=""),
+    Index("ix_release_group_artists_artist_mbid", "artist_mbid"),
+)
+
+# The day's drops: each row is one release group owed to one subscriber for one partition, under
+# the followed artist that comes first in its credit.
+drops = Table(
+    "drops",
+    metadata,
+    Column("partition_date", Date, primary_key=True),
+    Column(
+        "subscriber_id",
+        ID,
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("release_group_mbid", MBID, primary_key=True),
+    Column("artist_mbid", MBID, nullable=False),
+    Column("artist_name", Text, nullable=False),
+    Index("ix_drops_subscriber_id", "subscriber_id"),
+)
+
+# The send ledger. UNIQUE(partition_date, subscriber_id) is the guarantee: whoever inserts the row
+# (with their claim token) is the only process that may send that email.
+sends = Table(
+    "sends",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("partition_date", Date, nullable=False),
+    Column(
+        "subscriber_id",
+        ID,
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("state", String(16), nullable=False),
+    Column("claim_token", String(64), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("code_version", String(64), nullable=False),
+    Column("message_id", String(255), nullable=False),
+    Column("recipient", String(254), nullable=False),
+    Column("release_group_count", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="1"),
+    Column("claimed_at", Timestamp, nullable=False),
+    Column("sent_at", Timestamp),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("error", Text),
+    Column("permanent_failure", Boolean, nullable=False, server_default=text("false")),
+    UniqueConstraint("partition_date", "subscriber_id"),
+    CheckConstraint(f"state IN {SEND_STATES!r}", name="state"),
+    # Health checks look for rows that are not 'sent' across all days.
+    Index("ix_sends_state_partition_date", "state", "partition_date"),
+)
+
+# Every release group ever announced to a subscriber, written in the same transaction that marks
+# the send as sent. The primary key is the "announced at most once, ever" rule.
+announcements = Table(
+    "announcements",
+    metadata,
+    Column(
+        "subscriber_id",
+        ID,
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("release_group_mbid", MBID, primary_key=True),
+    Column("partition_date", Date, nullable=False),
+    Column("send_id", ID, ForeignKey("sends.id", ondelete="CASCADE"), nullable=False),
+    Column("announced_at", Timestamp, nullable=False),
+)
