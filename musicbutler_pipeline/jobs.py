@@ -1,7 +1,6 @@
 from dagster import AssetSelection, define_asset_job
 
 from musicbutler_pipeline.assets import daily_assets
-from musicbutler_pipeline.partitions import daily_partitions
 
 # The run coordinator's tag concurrency limit in dagster.yaml keys on this tag.
 NOTIFICATION_RUN_TAG = "musicbutler/notifications"
@@ -9,7 +8,6 @@ NOTIFICATION_RUN_TAG = "musicbutler/notifications"
 daily_drops_job = define_asset_job(
     name="daily_drops_job",
     selection=AssetSelection.assets(*daily_assets),
-    partitions_def=daily_partitions,
     tags={NOTIFICATION_RUN_TAG: "daily"},
     description="The whole day: libraries, releases, drops, and one digest per subscriber.",
 )

@@ -26,7 +26,7 @@ def drop_notifications(
     context: AssetExecutionContext, warehouse: WarehouseResource, mailer: MailerResource
 ) -> MaterializeResult:
     day = context.partition_time_window.start.date()
-    ledger = SendLedger(warehouse.engine, Sender.current(context.run_id))
+    ledger = SendLedger(warehouse.engine, Sender.current(context.run.run_id))
     transport = mailer.open()
     context.log.info("sending %s digests through %s", day, transport.description)
     report = send_digests(

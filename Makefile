@@ -1,0 +1,42 @@
+# Two commands matter: `make demo` and `make test`. Both create .venv and install on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install demo test lint format ui benchmarks clean
+
+$(INSTALLED): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+demo: $(INSTALLED)
+	$(BIN)/musicbutler demo
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(INSTALLED)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# The Dagster UI on the instance `make demo` wrote to, reading the bundled MusicBrainz pages.
+ui: $(INSTALLED)
+	DAGSTER_HOME=$(CURDIR)/.musicbutler/dagster \
+	MUSICBUTLER_MUSICBRAINZ_URL=file://$(CURDIR)/musicbutler_pipeline/sources/data/sample/musicbrainz \
+	$(BIN)/dagster dev -m musicbutler_pipeline.definitions
+
+benchmarks: $(INSTALLED)
+	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf .musicbutler .pytest_cache .ruff_cache

@@ -1,0 +1,71 @@
+"""Shared fixtures: warehouses on SQLite and PostgreSQL, and a clean environment per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from musicbutler_pipeline.warehouse.engine import make_engine
+from musicbutler_pipeline.warehouse.migrate import upgrade
+
+pytest_plugins = ["tests.fixtures.postgres"]
+
+SETTINGS_VARIABLES = (
+    "MUSICBUTLER_HOME",
+    "MUSICBUTLER_WAREHOUSE_URL",
+    "MUSICBUTLER_MAIL_URL",
+    "MUSICBUTLER_MAIL_FROM",
+    "MUSICBUTLER_BASE_URL",
+    "MUSICBUTLER_MUSICBRAINZ_URL",
+    "MUSICBUTLER_MUSICBRAINZ_RATE",
+    "MUSICBUTLER_CONTACT",
+    "MUSICBUTLER_LISTENBRAINZ_URL",
+    "MUSICBUTLER_SECRET_KEY",
+    "MUSICBUTLER_SMTP_PASSWORD",
+    "MUSICBUTLER_OPERATOR_EMAIL",
+    "DAGSTER_HOME",
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own MUSICBUTLER_HOME and none of the developer's settings."""
+    for name in SETTINGS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "musicbutler-home"
+    monkeypatch.setenv("MUSICBUTLER_HOME", str(home))
+    monkeypatch.setenv("MUSICBUTLER_SECRET_KEY", "test-secret-key-0123456789")
+    return home
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'warehouse.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def warehouse_url(request: pytest.FixtureRequest) -> str:
+    """The same test on the embedded default and on the production database."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def engine(warehouse_url: str) -> Iterator[Engine]:
+    """A migrated warehouse on each dialect."""
+    engine = make_engine(warehouse_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()

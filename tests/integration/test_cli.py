@@ -1,0 +1,132 @@
+"""The `musicbutler` command as a user runs it: real processes, real files."""
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+
+from musicbutler_pipeline.demo import SAMPLE_DIR
+
+EXPECTED = json.loads((SAMPLE_DIR / "expected.json").read_text())
+
+
+def musicbutler(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MUSICBUTLER_", "DAGSTER_"))
+    }
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "musicbutler_pipeline.cli", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_demo_twice_in_a_fresh_folder(tmp_path: Path) -> None:
+    first = musicbutler("demo", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "38 email(s) sent" in first.stdout
+    outbox = tmp_path / ".musicbutler" / "outbox"
+    assert f"Outbox: {outbox}" in first.stdout
+    assert "dagster dev -m musicbutler_pipeline.definitions" in first.stdout
+    files = sorted(outbox.glob("*.eml"))
+    messages = [message_from_bytes(p.read_bytes(), policy=policy.default) for p in files]
+    assert len(messages) == EXPECTED["emails_expected"] == 38
+    recipients = {m["To"].addresses[0].addr_spec for m in messages}
+    assert recipients == set(EXPECTED["recipients"])
+    for message in messages:
+        assert message["Subject"] == "New Music for November 23, 2026"
+        assert message.get_content_type() == "multipart/alternative"
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert "/unsubscribe/" in message["List-Unsubscribe"]
+        assert message.get_body(("plain",)).get_content().strip()
+        assert "<html" in message.get_body(("html",)).get_content()
+
+    second = musicbutler("demo", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "0 email(s) sent, 38 already sent earlier" in second.stdout
+    assert "nothing was sent twice" in second.stdout
+    assert sorted(outbox.glob("*.eml")) == files
+    # The runs are on the instance the UI reads.
+    assert list((tmp_path / ".musicbutler" / "dagster").iterdir())
+
+
+def test_bad_dates_are_refused_in_one_line(tmp_path: Path) -> None:
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    for value, problem in (
+        ("23-11-2026", "YYYY-MM-DD"),
+        ("2026-02-30", "not a calendar date"),
+        (tomorrow, "in the future"),
+    ):
+        result = musicbutler("run", "--date", value, cwd=tmp_path)
+        assert result.returncode == 2
+        assert problem in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in result.stderr
+
+
+def test_malformed_setting_stops_at_start_without_traceback(tmp_path: Path) -> None:
+    result = musicbutler("db", "upgrade", cwd=tmp_path, env={"MUSICBUTLER_MUSICBRAINZ_RATE": "0"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "musicbutler: configuration error: MUSICBUTLER_MUSICBRAINZ_RATE: "
+        "must be greater than 0, got '0'"
+    )
+
+
+def test_import_unsubscribe_run_and_ledger(tmp_path: Path) -> None:
+    env = {"MUSICBUTLER_MUSICBRAINZ_URL": (SAMPLE_DIR / "musicbrainz").as_uri()}
+    assert musicbutler("db", "upgrade", cwd=tmp_path).returncode == 0
+    again = musicbutler("db", "upgrade", cwd=tmp_path)
+    assert again.returncode == 0 and "(unchanged)" in again.stdout
+
+    subscribers = tmp_path / "subscribers.csv"
+    subscribers.write_text((SAMPLE_DIR / "subscribers.csv").read_text() + "broken-address,X,\n")
+    imported = musicbutler("subscribers", "import", str(subscribers), cwd=tmp_path)
+    assert imported.returncode == 1
+    assert f"{subscribers}: line 42: email: 'broken-address' is not a valid e-mail address" in (
+        imported.stderr
+    )
+    assert "40 subscribers added" in imported.stdout
+    library = musicbutler("library", "import", str(SAMPLE_DIR / "library.csv"), cwd=tmp_path)
+    assert library.returncode == 0, library.stderr
+    repeat = musicbutler("library", "import", str(SAMPLE_DIR / "library.csv"), cwd=tmp_path)
+    assert repeat.returncode == 0 and "0 follows added" in repeat.stdout
+
+    leaver = sorted(EXPECTED["recipients"])[0]
+    local, domain = leaver.split("@")
+    out = musicbutler("unsubscribe", f"{local}@{domain.upper()}", cwd=tmp_path)
+    assert out.returncode == 0 and "unsubscribed" in out.stdout
+
+    run = musicbutler("run", "--date", "2026-11-23", cwd=tmp_path, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "37 email(s) sent" in run.stdout
+    ledger = musicbutler("sends", "--date", "2026-11-23", cwd=tmp_path)
+    assert ledger.returncode == 0
+    assert "37 send(s) for 2026-11-23" in ledger.stdout
+    assert leaver not in ledger.stdout
+    assert ledger.stdout.count(" sent ") == 37
+
+    rerun = musicbutler("run", "--date", "2026-11-23", cwd=tmp_path, env=env)
+    assert rerun.returncode == 0
+    assert "0 email(s) sent, 37 already sent earlier" in rerun.stdout
+
+
+@pytest.mark.parametrize(
+    "command", [["run", "--date", "2026-11-23"], ["sends", "--date", "2026-11-23"]]
+)
+def test_commands_need_the_schema(tmp_path: Path, command: list[str]) -> None:
+    result = musicbutler(*command, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "run `musicbutler db upgrade`" in result.stderr

@@ -1,0 +1,136 @@
+"""The set-based drop computation, on SQLite and PostgreSQL."""
+
+from datetime import date
+
+from sqlalchemy import Engine, insert, select
+
+from musicbutler_pipeline.warehouse.repository import iter_digests, replace_drops, unsubscribe
+from musicbutler_pipeline.warehouse.schema import announcements, drops, sends
+from tests.builders import NOW, add_subscriber, follow, mbid, release_group, store_releases
+
+DAY = date(2026, 11, 23)
+
+
+def _drops(engine: Engine, day: date = DAY) -> set[tuple[int, str, str]]:
+    with engine.begin() as connection:
+        replace_drops(connection, day)
+        rows = connection.execute(
+            select(drops.c.subscriber_id, drops.c.release_group_mbid, drops.c.artist_name).where(
+                drops.c.partition_date == day
+            )
+        ).all()
+    return {tuple(row) for row in rows}
+
+
+def test_followed_artists_releases_of_the_day_only(engine: Engine) -> None:
+    ana = add_subscriber(engine, "ana@example.com")
+    follow(engine, ana, "Björk")
+    store_releases(
+        engine, DAY, release_group("Fossora II", "Björk"), release_group("Other", "Nobody Followed")
+    )
+    store_releases(
+        engine, date(2026, 11, 22), release_group("Yesterday", "Björk", released="2026-11-22")
+    )
+    assert _drops(engine) == {(ana, mbid("rg:Fossora II"), "Björk")}
+
+
+def test_every_credited_artist_counts_and_a_release_appears_once(engine: Engine) -> None:
+    ana = add_subscriber(engine, "ana@example.com")
+    ben = add_subscriber(engine, "ben@example.com")
+    follow(engine, ana, "Beyoncé")
+    follow(engine, ana, "Jay-Z")
+    follow(engine, ben, "Jay-Z")
+    duet = release_group("Duet", "Beyoncé", "Jay-Z", joins=(" & ",))
+    store_releases(engine, DAY, duet)
+    # Ana follows both credited artists: one drop, under the artist credited first.
+    # Ben follows only the second-credited artist: still a drop.
+    assert _drops(engine) == {(ana, duet.mbid, "Beyoncé"), (ben, duet.mbid, "Jay-Z")}
+
+
+def test_release_announced_on_another_day_is_not_repeated(engine: Engine) -> None:
+    ana = add_subscriber(engine, "ana@example.com")
+    ben = add_subscriber(engine, "ben@example.com")
+    for subscriber in (ana, ben):
+        follow(engine, subscriber, "Sigur Rós")
+    store_releases(engine, DAY, release_group("Ágætis", "Sigur Rós"))
+    with engine.begin() as connection:
+        send_id = connection.execute(
+            insert(sends)
+            .values(
+                partition_date=date(2026, 11, 20),
+                subscriber_id=ana,
+                state="sent",
+                claim_token="t",
+                run_id="r",
+                host="h",
+                pid=1,
+                code_version="v",
+                message_id="<m>",
+                recipient="ana@example.com",
+                release_group_count=1,
+                claimed_at=NOW,
+                updated_at=NOW,
+            )
+            .returning(sends.c.id)
+        ).scalar_one()
+        connection.execute(
+            insert(announcements).values(
+                subscriber_id=ana,
+                release_group_mbid=mbid("rg:Ágætis"),
+                partition_date=date(2026, 11, 20),
+                send_id=send_id,
+                announced_at=NOW,
+            )
+        )
+    assert _drops(engine) == {(ben, mbid("rg:Ágætis"), "Sigur Rós")}
+
+
+def test_announced_for_this_same_day_stays_so_reruns_are_stable(engine: Engine) -> None:
+    ana = add_subscriber(engine, "ana@example.com")
+    follow(engine, ana, "Sigur Rós")
+    store_releases(engine, DAY, release_group("Ágætis", "Sigur Rós"))
+    first = _drops(engine)
+    assert first  # the drop exists before any announcement
+    assert _drops(engine) == first  # idempotent re-computation
+
+
+def test_unfollowed_and_unsubscribed_get_nothing(engine: Engine) -> None:
+    ana = add_subscriber(engine, "ana@example.com")
+    ben = add_subscriber(engine, "ben@example.com")
+    cy = add_subscriber(engine, "cy@example.com")
+    follow(engine, ana, "Adele", unfollowed_on=date(2026, 11, 23))  # removed that very day
+    follow(engine, ben, "Adele", unfollowed_on=date(2026, 11, 24))  # removed later: still owed
+    follow(engine, cy, "Adele")
+    store_releases(engine, DAY, release_group("30 + 1", "Adele"))
+    with engine.begin() as connection:
+        assert unsubscribe(connection, cy)
+        assert not unsubscribe(connection, cy)  # already out: no change
+    assert _drops(engine) == {(ben, mbid("rg:30 + 1"), "Adele")}
+
+
+def test_digests_stream_grouped_by_artist_in_subscriber_order(engine: Engine) -> None:
+    ana = add_subscriber(engine, "ana@example.com", "Ana")
+    ben = add_subscriber(engine, "ben@example.com")
+    follow(engine, ana, "Zebra")
+    follow(engine, ana, "Abba")
+    follow(engine, ben, "Abba")
+    store_releases(
+        engine,
+        DAY,
+        release_group("Z1", "Zebra"),
+        release_group("A2", "Abba"),
+        release_group("A1", "Abba"),
+        release_group("Both", "Abba", "Zebra", joins=(" x ",)),
+    )
+    _drops(engine)
+    digests = list(iter_digests(engine, DAY, batch_size=1))  # one subscriber per batch
+    assert [d.subscriber.email for d in digests] == ["ana@example.com", "ben@example.com"]
+    ana_digest = digests[0]
+    assert ana_digest.subscriber.name == "Ana"
+    assert [(a.name, [rg.title for rg in a.release_groups]) for a in ana_digest.artists] == [
+        ("Abba", ["A1", "A2", "Both"]),
+        ("Zebra", ["Z1"]),
+    ]
+    both = ana_digest.artists[0].release_groups[2]
+    assert both.credit == "Abba x Zebra"
+    assert len(ana_digest.release_group_mbids) == len(set(ana_digest.release_group_mbids)) == 4
