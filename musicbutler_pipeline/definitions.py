@@ -1,11 +1,15 @@
 """Everything Dagster loads: `dagster dev -m musicbutler_pipeline.definitions`."""
 
-from dagster import Definitions
+from collections.abc import Sequence
+
+from dagster import Definitions, ScheduleDefinition, SensorDefinition
 
 from musicbutler_pipeline.assets import daily_assets
 from musicbutler_pipeline.checks import daily_checks
 from musicbutler_pipeline.jobs import daily_drops_job
 from musicbutler_pipeline.resources import (
+    LibrarySourceResource,
+    ListenBrainzLibrarySource,
     MailerResource,
     MusicBrainzReleaseSource,
     ReleaseSourceResource,
@@ -20,18 +24,24 @@ def build_definitions(
     warehouse: WarehouseResource | None = None,
     release_source: ReleaseSourceResource | None = None,
     mailer: MailerResource | None = None,
+    library_source: LibrarySourceResource | None = None,
+    schedules: Sequence[ScheduleDefinition] | None = None,
+    sensors: Sequence[SensorDefinition] | None = None,
 ) -> Definitions:
-    """The project's definitions; resources default to those configured by the environment."""
+    """The project's definitions; resources default to those configured by the environment,
+    schedules and sensors to the project's own."""
     return Definitions(
         assets=daily_assets,
         asset_checks=daily_checks,
         jobs=[daily_drops_job],
-        schedules=[daily_drops_schedule],
-        sensors=all_sensors,
+        schedules=[daily_drops_schedule] if schedules is None else schedules,
+        sensors=all_sensors if sensors is None else sensors,
         resources={
             "warehouse": warehouse or WarehouseResource(),
             "release_source": release_source or MusicBrainzReleaseSource(),
             "mailer": mailer or MailerResource(),
+            # ListenBrainz by default; it calls out only for subscribers with a ListenBrainz user.
+            "library_source": library_source or ListenBrainzLibrarySource(),
         },
     )
 

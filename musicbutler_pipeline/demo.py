@@ -7,7 +7,7 @@ from datetime import date
 from pathlib import Path
 
 from musicbutler_pipeline.definitions import build_definitions
-from musicbutler_pipeline.resources import SnapshotReleaseSource
+from musicbutler_pipeline.resources import CsvOnlyLibrarySource, SnapshotReleaseSource
 from musicbutler_pipeline.runner import RunSummary, dagster_instance, run_day
 from musicbutler_pipeline.settings import Settings
 from musicbutler_pipeline.sources.musicbrainz import bundled_snapshot_root
@@ -35,7 +35,9 @@ def run_demo(settings: Settings) -> DemoResult:
         library = import_library(engine, SAMPLE_DIR / "library.csv")
     finally:
         engine.dispose()
-    definitions = build_definitions(release_source=SnapshotReleaseSource())
+    definitions = build_definitions(
+        release_source=SnapshotReleaseSource(), library_source=CsvOnlyLibrarySource()
+    )
     run = run_day(SAMPLE_DAY, definitions=definitions, instance=dagster_instance(settings))
     return DemoResult(subscribers, library, run)
 

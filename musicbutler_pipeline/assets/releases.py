@@ -1,18 +1,31 @@
 from datetime import UTC, datetime
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
 from musicbutler_pipeline.assets.metadata import markdown_table
 from musicbutler_pipeline.partitions import daily_partitions
 from musicbutler_pipeline.resources import ReleaseSourceResource, WarehouseResource
-from musicbutler_pipeline.warehouse.repository import replace_release_groups
+from musicbutler_pipeline.settings import SettingsError
+from musicbutler_pipeline.sources.http import SourceError
+from musicbutler_pipeline.sources.musicbrainz import SOURCE_NAME
+from musicbutler_pipeline.warehouse.dialect import serialized_write
+from musicbutler_pipeline.warehouse.repository import claim_release_groups, replace_source_pages
+
+# The client's rate limiter holds within one process. Runs of several partitions at once (a
+# backfill) are separate processes: with a limit of 1 on this pool they fetch one at a time.
+MUSICBRAINZ_POOL = "musicbrainz"
 
 
 @asset(
     partitions_def=daily_partitions,
     group_name="musicbutler",
     kinds={"sql"},
-    description="Release groups first released exactly on the partition's day (MusicBrainz).",
+    pool=MUSICBRAINZ_POOL,
+    description=(
+        "Release groups announced on the partition's day (MusicBrainz, searched by date with a "
+        "lookback window): those first released exactly that day, plus those of the window "
+        "entered late that no earlier partition owns. The raw pages are stored with them."
+    ),
 )
 def artist_releases(
     context: AssetExecutionContext,
@@ -20,30 +33,75 @@ def artist_releases(
     release_source: ReleaseSourceResource,
 ) -> MaterializeResult:
     day = context.partition_time_window.start.date()
-    fetched = release_source.fetch(day)
-    with warehouse.engine.begin() as connection:
-        replace_release_groups(
+    # Every page is fetched before anything is written: a page that keeps failing fails the
+    # asset and leaves the partition's previous rows exactly as they were.
+    try:
+        fetched = release_source.fetch(day)
+    except (SettingsError, SourceError) as exc:
+        # One plain line for the operator (the URL and status, or the variable to set) rather
+        # than a traceback; nothing has been written.
+        raise Failure(description=str(exc), allow_retries=isinstance(exc, SourceError)) from exc
+    # One writer at a time: a partition may take release groups over from another (lookback).
+    with serialized_write(warehouse.engine, "artist_releases") as connection:
+        pages = replace_source_pages(connection, day, SOURCE_NAME, fetched.pages)
+        claim = claim_release_groups(
             connection,
             day,
             fetched.release_groups,
             source=fetched.source,
+            pages_source=SOURCE_NAME,
             fetched_at=datetime.now(UTC),
         )
     if fetched.records_skipped:
-        context.log.warning("%d malformed MusicBrainz records skipped", fetched.records_skipped)
-    preview = sorted(fetched.release_groups, key=lambda group: (group.credit.lower(), group.title))
+        context.log.warning(
+            "%d malformed MusicBrainz records skipped: %s",
+            fetched.records_skipped,
+            ", ".join(fetched.skipped_ids[:20]),
+        )
+    context.log.info(
+        "%s: %d release groups (%d dated that day, %d entered late) from %d requests",
+        day,
+        len(claim.owned),
+        claim.dated_on_day,
+        claim.added_late,
+        fetched.requests,
+    )
+    preview = sorted(claim.owned, key=lambda group: (group.credit.lower(), group.title))
     return MaterializeResult(
         metadata={
-            "release_groups": len(fetched.release_groups),
+            "release_groups": len(claim.owned),
+            "release_groups_dated_on_day": claim.dated_on_day,
+            "release_groups_added_late": claim.added_late,
+            "release_groups_moved_from_later_partitions": claim.moved_from_later,
+            "release_groups_owned_by_earlier_partitions": claim.owned_by_earlier,
+            "release_groups_before_watch_start": claim.before_watch_start,
+            "release_groups_exact_in_window": len(fetched.release_groups),
+            "window_start": str(fetched.window_start),
+            "window_end": str(fetched.window_end),
+            "watch_start": str(claim.watch_start),
             "records_seen": fetched.records_seen,
             "records_skipped_malformed": fetched.records_skipped,
+            "skipped_record_ids": ", ".join(fetched.skipped_ids[:50]),
             "records_without_exact_date": fetched.not_exact_date,
             "requests": fetched.requests,
+            "pages_stored": pages,
             "source": fetched.source,
+            "pages": MetadataValue.md(
+                markdown_table(
+                    ("offset", "records", "of", "sha256"),
+                    (
+                        (page.offset, page.record_count, page.total_count, page.sha256)
+                        for page in fetched.pages[:50]
+                    ),
+                )
+            ),
             "preview": MetadataValue.md(
                 markdown_table(
-                    ("artist credit", "title", "type"),
-                    ((group.credit, group.title, group.type_label) for group in preview[:20]),
+                    ("artist credit", "title", "type", "date"),
+                    (
+                        (group.credit, group.title, group.type_label, group.first_release_date)
+                        for group in preview[:20]
+                    ),
                 )
             ),
         }

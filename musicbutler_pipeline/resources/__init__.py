@@ -1,5 +1,10 @@
-"""Dagster resources: small interfaces over the warehouse, the release source and the mailer."""
+"""Dagster resources: small interfaces over the warehouse, the sources and the mailer."""
 
+from musicbutler_pipeline.resources.library_source import (
+    CsvOnlyLibrarySource,
+    LibrarySourceResource,
+    ListenBrainzLibrarySource,
+)
 from musicbutler_pipeline.resources.mailer import MailerResource
 from musicbutler_pipeline.resources.release_source import (
     MusicBrainzReleaseSource,
@@ -9,6 +14,9 @@ from musicbutler_pipeline.resources.release_source import (
 from musicbutler_pipeline.resources.warehouse import WarehouseResource
 
 __all__ = [
+    "CsvOnlyLibrarySource",
+    "LibrarySourceResource",
+    "ListenBrainzLibrarySource",
     "MailerResource",
     "MusicBrainzReleaseSource",
     "ReleaseSourceResource",

@@ -6,10 +6,12 @@ from urllib.parse import unquote, urlsplit
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from musicbutler_pipeline.domain.models import FetchReport
 from musicbutler_pipeline.settings import Settings, SettingsError
+from musicbutler_pipeline.sources.http import RetryPolicy
 from musicbutler_pipeline.sources.musicbrainz import (
+    DEFAULT_LOOKBACK_DAYS,
     MusicBrainzClient,
+    ReleaseFetch,
     bundled_snapshot_root,
     replay_client,
 )
@@ -18,21 +20,41 @@ from musicbutler_pipeline.sources.musicbrainz import (
 class ReleaseSourceResource(ConfigurableResource, ABC):
     """Where a day's release groups come from."""
 
-    lookback_days: int = Field(default=14, ge=0, le=90)
+    lookback_days: int = Field(
+        default=DEFAULT_LOOKBACK_DAYS,
+        ge=0,
+        le=90,
+        description=(
+            "Days before the partition also searched, so release groups entered in MusicBrainz "
+            "after their date are still announced (once, by the first partition that sees them)."
+        ),
+    )
 
     @abstractmethod
-    def fetch(self, day: date) -> FetchReport:
-        """Release groups first released exactly on ``day``."""
+    def fetch(self, day: date) -> ReleaseFetch:
+        """The release groups dated exactly on a day of ``[day - lookback_days, day]``, with the
+        raw pages they came from."""
 
 
 class MusicBrainzReleaseSource(ReleaseSourceResource):
-    """The MusicBrainz web service, or recorded pages when the URL is ``file:///dir``."""
+    """The MusicBrainz web service, or recorded pages when the URL is ``file:///dir``.
+
+    Unset fields are read from the environment when a run starts (not when definitions load).
+    """
 
     url: str | None = Field(default=None, description="default: MUSICBUTLER_MUSICBRAINZ_URL")
     rate: float | None = Field(
         default=None, gt=0, description="default: MUSICBUTLER_MUSICBRAINZ_RATE"
     )
     contact: str | None = Field(default=None, description="default: MUSICBUTLER_CONTACT")
+    timeout_seconds: float = Field(default=30.0, gt=0, description="per request")
+    max_attempts: int = Field(default=5, ge=1, le=10, description="per page, first try included")
+    backoff_seconds: float = Field(
+        default=1.0, ge=0, description="first wait when the server gives no Retry-After"
+    )
+    max_backoff_seconds: float = Field(
+        default=30.0, gt=0, description="longest wait between attempts, Retry-After included"
+    )
 
     def client(self) -> MusicBrainzClient:
         settings = Settings.from_env()
@@ -51,17 +73,25 @@ class MusicBrainzReleaseSource(ReleaseSourceResource):
             contact=contact,
             rate=self.rate or settings.musicbrainz_rate,
             lookback_days=self.lookback_days,
+            timeout=self.timeout_seconds,
+            retry=RetryPolicy(
+                max_attempts=self.max_attempts,
+                base_delay=min(self.backoff_seconds, self.max_backoff_seconds),
+                max_delay=self.max_backoff_seconds,
+            ),
         )
 
-    def fetch(self, day: date) -> FetchReport:
+    def fetch(self, day: date) -> ReleaseFetch:
         return self.client().fetch(day)
 
 
 class SnapshotReleaseSource(ReleaseSourceResource):
-    """Recorded MusicBrainz search pages: the bundled sample day unless ``root`` is given."""
+    """Recorded MusicBrainz search pages: the bundled sample day unless ``root`` is given.
+
+    Goes through the same client, paging and validation as the live service."""
 
     root: str | None = None
 
-    def fetch(self, day: date) -> FetchReport:
+    def fetch(self, day: date) -> ReleaseFetch:
         root = Path(self.root) if self.root else bundled_snapshot_root()
         return replay_client(root, lookback_days=self.lookback_days).fetch(day)

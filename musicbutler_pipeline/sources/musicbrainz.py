@@ -1,25 +1,39 @@
-"""MusicBrainz release-group search, by date.
+"""MusicBrainz release-group search, by date, within MusicBrainz's rules.
 
-We query by date, not per artist: one search ``firstreleasedate:[A TO B]`` returns every release
-group of the window in a handful of pages (100 per page), whatever the number of subscribers or
-followed artists. Polling each followed artist instead would cost one request per artist per day,
-millions at our scale, against a service that allows about one request per second.
+Why by date and not per artist: one search ``firstreleasedate:[D-lookback TO D]`` returns every
+release group of the window, 100 per page, whatever the number of subscribers or followed
+artists: a handful of requests a day for a quiet window, a few hundred for a busy one. Polling
+each followed artist instead (``/release-group?artist=<mbid>``) costs at least one request per
+distinct followed artist per day; at one request per second, 100,000 followed artists would take
+28 hours, so that design cannot finish a day within the day. See ``benchmarks/`` for the figures.
+
+Why a lookback window: MusicBrainz is edited by volunteers and many release groups are entered
+days after their release date. Searching the last ``lookback_days`` days as well as D lets the
+first partition that sees a late entry announce it (the warehouse gives each release group to
+exactly one partition; see ``warehouse.repository.claim_release_groups``).
+
+MusicBrainz's rules, all enforced here: at most ``rate`` requests per second, serial, shared by
+the whole process (``sources.http.shared_rate_limiter``); a User-Agent naming the application,
+its version and a contact (we refuse to call without a contact); ``limit`` between 1 and 100;
+503 and 429 mean "slow down": we honour ``Retry-After`` or back off exponentially with jitter.
+Every request has a timeout, and one connection is reused for all pages of a fetch.
 
 Records are validated at the edge: a malformed one is logged with its id and skipped, and the
-count of skipped records is reported, so one bad record never costs the day.
+count of skipped records is reported, so one bad record never costs the day. The raw bytes of
+every page are kept (``RawPage``) so the day can be stored, audited and re-derived.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import threading
-import time
-from collections.abc import Iterator, Mapping
+import random
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -27,19 +41,45 @@ import httpx
 from musicbutler_pipeline import __version__
 from musicbutler_pipeline.domain.models import CreditedArtist, FetchReport, ReleaseGroup
 from musicbutler_pipeline.domain.rules import InvalidInput, exact_release_date, normalize_mbid
+from musicbutler_pipeline.sources.http import (
+    SYSTEM_CLOCK,
+    Clock,
+    RateLimiter,
+    RetryPolicy,
+    SourceError,
+    SourceUnavailable,
+    request_with_retries,
+    retry_after_hint,
+    shared_rate_limiter,
+)
+from musicbutler_pipeline.sources.http import user_agent as _user_agent
 
 logger = logging.getLogger(__name__)
 
-PAGE_SIZE = 100
+SOURCE_NAME = "musicbrainz"
+PAGE_SIZE = 100  # the most MusicBrainz returns per search page
 PRIMARY_TYPES = ("album", "ep", "single")
+DEFAULT_LOOKBACK_DAYS = 14
+# A window with more pages than this means a broken query or an unexpected flood; we stop and
+# say so rather than spend hours at one request per second (and never store a partial window).
+DEFAULT_MAX_PAGES = 1000
 
 
 class MalformedRecord(InvalidInput):
     """A search result record that does not have the shape of a release group."""
 
 
-class MusicBrainzError(RuntimeError):
+class MusicBrainzError(SourceError):
     """MusicBrainz could not be read; the message names the URL and what happened."""
+
+
+class MusicBrainzUnavailable(MusicBrainzError, SourceUnavailable):
+    """A page kept failing (or we were asked to wait too long): the URL and last status say
+    which and why."""
+
+
+class ContactRequired(MusicBrainzError, ValueError):
+    """MusicBrainz asks every client to identify itself with a contact; we have none."""
 
 
 def parse_release_group(record: Mapping[str, Any]) -> ReleaseGroup:
@@ -101,10 +141,48 @@ def parse_search_page(payload: Any, url: str) -> SearchPage:
         raise MusicBrainzError(f"{url}: response is not a JSON object")
     records = payload.get("release-groups")
     count = payload.get("count")
-    if not isinstance(records, list) or not isinstance(count, int):
+    if not isinstance(records, list) or not isinstance(count, int) or count < 0:
         raise MusicBrainzError(f"{url}: response has no release-groups list or count")
     offset = payload.get("offset", 0)
     return SearchPage(count=count, offset=offset if isinstance(offset, int) else 0, records=records)
+
+
+@dataclass(frozen=True, slots=True)
+class RawPage:
+    """One search page exactly as received, for storage and audit."""
+
+    url: str
+    query: str
+    offset: int
+    body: bytes
+    record_count: int
+    total_count: int
+    fetched_at: datetime
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.body).hexdigest()
+
+    def page(self) -> SearchPage:
+        return parse_search_page(_json(self.body, self.url), self.url)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseFetch(FetchReport):
+    """A window's fetch: the exact-dated release groups of ``[window_start, window_end]``, the
+    raw pages they came from, and the ids of the records that were skipped as malformed.
+
+    ``release_groups`` holds every well-formed release group whose first release date is exactly
+    a day of the window; which of them the partition keeps is the warehouse's decision.
+    """
+
+    window_start: date | None = None
+    window_end: date | None = None
+    pages: tuple[RawPage, ...] = ()
+    skipped_ids: tuple[str, ...] = ()
+
+    def dated(self, day: date) -> tuple[ReleaseGroup, ...]:
+        return tuple(group for group in self.release_groups if group.release_date == day)
 
 
 def search_query(start: date, end: date) -> str:
@@ -113,33 +191,65 @@ def search_query(start: date, end: date) -> str:
 
 
 def user_agent(contact: str | None) -> str:
-    return f"musicbutler-pipeline/{__version__} ( {contact or 'no contact configured'} )"
+    return _user_agent(contact, __version__)
 
 
-class _RateLimiter:
-    """Spaces calls at least ``1/rate`` seconds apart across all threads of the process."""
+def window(day: date, lookback_days: int) -> tuple[date, date]:
+    if lookback_days < 0:
+        raise ValueError("lookback_days must be 0 or more")
+    return day - timedelta(days=lookback_days), day
 
-    _lock: ClassVar[threading.Lock] = threading.Lock()
-    _next_allowed: ClassVar[dict[str, float]] = {}
 
-    def __init__(self, key: str, rate: float) -> None:
-        self.key = key
-        self.interval = 1.0 / rate
-
-    def wait(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next_allowed.get(self.key, now))
-            self._next_allowed[self.key] = start + self.interval
-        delay = start - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+def collect(pages: Iterable[RawPage], *, start: date, end: date, source: str) -> ReleaseFetch:
+    """Validate and filter the records of ``pages``: every well-formed release group dated
+    exactly within ``[start, end]``. Used for live fetches, recorded pages and stored pages alike,
+    so a day re-derived from the warehouse goes through the very same rules."""
+    groups: dict[str, ReleaseGroup] = {}
+    kept_pages: list[RawPage] = []
+    skipped_ids: list[str] = []
+    seen = not_exact = 0
+    for raw in pages:
+        kept_pages.append(raw)
+        for record in raw.page().records:
+            seen += 1
+            try:
+                group = parse_release_group(record)
+            except MalformedRecord as exc:
+                record_id = record.get("id") if isinstance(record, Mapping) else None
+                skipped_ids.append(str(record_id) if record_id else "(no id)")
+                logger.warning(
+                    "skipping malformed MusicBrainz record %s on %s: %s",
+                    record_id or "(no id)",
+                    raw.url,
+                    exc,
+                )
+                continue
+            if group.release_date is None:
+                # Partial ("2026-11") and missing dates never count as a release on a day.
+                not_exact += 1
+            elif start <= group.release_date <= end:
+                # Search results can shift between pages while MusicBrainz indexes edits, so a
+                # release group may come twice; the last copy is the freshest.
+                groups[group.mbid] = group
+    return ReleaseFetch(
+        release_groups=tuple(groups.values()),
+        records_seen=seen,
+        records_skipped=len(skipped_ids),
+        not_exact_date=not_exact,
+        requests=len(kept_pages),
+        source=source,
+        window_start=start,
+        window_end=end,
+        pages=tuple(kept_pages),
+        skipped_ids=tuple(skipped_ids),
+    )
 
 
 class MusicBrainzClient:
-    """Pages through the release-group search for a date window.
+    """Pages through the release-group search for a date window, politely.
 
-    ``transport`` lets the same code read recorded pages (see ``ReplayTransport``).
+    ``transport`` lets the same code read recorded pages (see ``ReplayTransport``); ``clock``,
+    ``rng``, ``limiter`` and ``retry`` make time and retries injectable for tests.
     """
 
     def __init__(
@@ -148,81 +258,162 @@ class MusicBrainzClient:
         *,
         contact: str | None,
         rate: float = 1.0,
-        lookback_days: int = 14,
+        lookback_days: int = DEFAULT_LOOKBACK_DAYS,
         timeout: float = 30.0,
+        page_size: int = PAGE_SIZE,
+        max_pages: int = DEFAULT_MAX_PAGES,
+        retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: random.Random | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
+        if not contact or not contact.strip():
+            raise ContactRequired(
+                "MusicBrainz requires a contact (URL or e-mail) in the User-Agent of every "
+                "client; set MUSICBUTLER_CONTACT"
+            )
+        if not 1 <= page_size <= PAGE_SIZE:
+            raise ValueError(f"page_size must be between 1 and {PAGE_SIZE}, not {page_size}")
+        if lookback_days < 0:
+            raise ValueError("lookback_days must be 0 or more")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
         self.base_url = base_url.rstrip("/")
-        self.contact = contact
+        self.contact = contact.strip()
         self.lookback_days = lookback_days
         self.timeout = timeout
+        self.page_size = page_size
+        self.max_pages = max_pages
+        self.retry = retry or RetryPolicy()
         self.transport = transport
-        self._limiter = _RateLimiter(urlsplit(self.base_url).netloc, rate)
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.limiter = limiter or shared_rate_limiter(urlsplit(self.base_url).netloc, rate, clock)
 
     def _client(self) -> httpx.Client:
+        # One client per fetch: its connection pool carries every page over one keep-alive
+        # connection, and closing it afterwards leaves no sockets behind between daily runs.
         return httpx.Client(
-            base_url=self.base_url,
             headers={"User-Agent": user_agent(self.contact), "Accept": "application/json"},
-            timeout=self.timeout,
+            timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
             transport=self.transport,
+            follow_redirects=True,
         )
 
-    def iter_pages(self, start: date, end: date) -> Iterator[SearchPage]:
+    def iter_pages(self, start: date, end: date) -> Iterator[RawPage]:
+        """Every page of the window's search, in offset order, until ``offset >= count``."""
+        query = search_query(start, end)
+        url = f"{self.base_url}/release-group"
         offset = 0
         with self._client() as client:
-            while True:
-                params = {
-                    "query": search_query(start, end),
+            for _ in range(self.max_pages):
+                params: dict[str, str | int] = {
+                    "query": query,
                     "fmt": "json",
-                    "limit": PAGE_SIZE,
+                    "limit": self.page_size,
                     "offset": offset,
                 }
-                self._limiter.wait()
-                try:
-                    response = client.get("/release-group", params=params)
-                except httpx.HTTPError as exc:
-                    raise MusicBrainzError(f"{self.base_url}/release-group: {exc}") from exc
+                response = request_with_retries(
+                    client,
+                    url,
+                    params=params,
+                    limiter=self.limiter,
+                    policy=self.retry,
+                    rng=self.rng,
+                    wait_hint=lambda response: retry_after_hint(response, self.clock),
+                    error=MusicBrainzUnavailable,
+                )
+                shown = str(response.request.url)
                 if response.status_code != 200:
-                    raise MusicBrainzError(f"{response.request.url}: HTTP {response.status_code}")
-                try:
-                    payload = response.json()
-                except ValueError:
                     raise MusicBrainzError(
-                        f"{response.request.url}: response is not JSON"
-                    ) from None
-                page = parse_search_page(payload, str(response.request.url))
-                yield page
+                        f"{shown}: HTTP {response.status_code} {_excerpt(response.content)}"
+                    )
+                page = parse_search_page(_json(response.content, shown), shown)
+                yield RawPage(
+                    url=shown,
+                    query=query,
+                    offset=offset,
+                    body=response.content,
+                    record_count=len(page.records),
+                    total_count=page.count,
+                    fetched_at=self.clock.now(),
+                )
                 offset += len(page.records)
-                if not page.records or offset >= page.count:
+                if offset >= page.count:
                     return
-
-    def fetch(self, day: date) -> FetchReport:
-        """Release groups first released exactly on ``day``."""
-        start = day - timedelta(days=self.lookback_days)
-        groups: dict[str, ReleaseGroup] = {}
-        seen = skipped = not_exact = requests = 0
-        for page in self.iter_pages(start, day):
-            requests += 1
-            for record in page.records:
-                seen += 1
-                try:
-                    group = parse_release_group(record)
-                except MalformedRecord as exc:
-                    skipped += 1
-                    logger.warning("skipping malformed MusicBrainz record: %s", exc)
-                    continue
-                if group.release_date is None:
-                    not_exact += 1
-                elif group.release_date == day:
-                    groups[group.mbid] = group
-        return FetchReport(
-            release_groups=tuple(groups.values()),
-            records_seen=seen,
-            records_skipped=skipped,
-            not_exact_date=not_exact,
-            requests=requests,
-            source=self.base_url,
+                if not page.records:
+                    logger.warning(
+                        "%s: empty page at offset %d of %d; stopping", shown, offset, page.count
+                    )
+                    return
+        raise MusicBrainzError(
+            f"{url}?query={query}: more than {self.max_pages} pages of {self.page_size}; "
+            "refusing to store a partial window"
         )
+
+    def fetch_window(self, start: date, end: date) -> ReleaseFetch:
+        return collect(self.iter_pages(start, end), start=start, end=end, source=self.base_url)
+
+    def fetch(self, day: date) -> ReleaseFetch:
+        """The exact-dated release groups of ``[day - lookback_days, day]``."""
+        start, end = window(day, self.lookback_days)
+        return self.fetch_window(start, end)
+
+
+class StoredPageLike(Protocol):
+    """A page as the warehouse gives it back (``repository.StoredPage``)."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def query(self) -> str: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def record_count(self) -> int: ...
+    @property
+    def total_count(self) -> int: ...
+    @property
+    def fetched_at(self) -> datetime: ...
+
+
+def rederive(
+    pages: Iterable[StoredPageLike],
+    day: date,
+    *,
+    lookback_days: int,
+    source: str = "stored pages",
+) -> ReleaseFetch:
+    """The fetch of ``day`` computed again from stored pages, through the same rules."""
+    start, end = window(day, lookback_days)
+    raw = (
+        RawPage(
+            url=page.url,
+            query=page.query,
+            offset=page.offset,
+            body=page.body,
+            record_count=page.record_count,
+            total_count=page.total_count,
+            fetched_at=page.fetched_at,
+        )
+        for page in pages
+    )
+    return collect(raw, start=start, end=end, source=source)
+
+
+def _json(body: bytes, url: str) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise MusicBrainzError(f"{url}: response is not JSON {_excerpt(body)}") from None
+
+
+def _excerpt(body: bytes, limit: int = 120) -> str:
+    text = body[:limit].decode("utf-8", "replace").strip()
+    return f"({text!r})" if text else "(empty body)"
 
 
 class ReplayTransport(httpx.BaseTransport):
@@ -260,7 +451,7 @@ def _window_end(query: str) -> str | None:
     return query.split(marker, 1)[1].split("]", 1)[0].strip()
 
 
-def replay_client(root: Path, *, lookback_days: int = 14) -> MusicBrainzClient:
+def replay_client(root: Path, *, lookback_days: int = DEFAULT_LOOKBACK_DAYS) -> MusicBrainzClient:
     """A client that reads recorded pages from ``root`` through the same paging and parsing."""
     return MusicBrainzClient(
         "http://recorded.invalid/ws/2",

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Table
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, Table, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -14,3 +19,32 @@ def upsert_insert(connection: Connection, table: Table) -> Insert:
     if connection.dialect.name == "sqlite":
         return sqlite.insert(table)
     raise NotImplementedError(f"dialect {connection.dialect.name!r} is not supported")
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit PostgreSQL advisory lock key for a name."""
+    return int.from_bytes(
+        hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True
+    )
+
+
+@contextmanager
+def serialized_write(engine: Engine, name: str) -> Iterator[Connection]:
+    """A transaction that no other ``serialized_write`` of the same name runs beside.
+
+    Replacing a partition (delete, then insert) in two concurrent transactions collides on
+    PostgreSQL under READ COMMITTED: neither sees the other's rows until both insert. A
+    transaction-scoped advisory lock queues the second writer until the first commits. On SQLite,
+    BEGIN IMMEDIATE (see engine.py) already lets one writer in at a time.
+    """
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(name)}
+            )
+        yield connection
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands timestamps back without their zone; they were all written in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -12,10 +12,6 @@ from sqlalchemy.engine import make_url
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``. SQLite files get their folder, WAL, foreign keys and real BEGINs."""
     parsed = make_url(url)
-    if parsed.drivername == "postgresql":
-        # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2, which
-        # dagster-postgres needs anyway, rather than two drivers.
-        parsed = parsed.set(drivername="postgresql+psycopg2")
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
         return create_engine(parsed, **kwargs)

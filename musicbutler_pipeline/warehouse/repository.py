@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import gzip
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import groupby
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     ColumnElement,
@@ -22,6 +24,8 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
+    update,
 )
 
 from musicbutler_pipeline.domain.models import (
@@ -31,6 +35,7 @@ from musicbutler_pipeline.domain.models import (
     ReleaseGroup,
     Subscriber,
 )
+from musicbutler_pipeline.warehouse.dialect import upsert_insert
 from musicbutler_pipeline.warehouse.schema import (
     announcements,
     drops,
@@ -38,6 +43,7 @@ from musicbutler_pipeline.warehouse.schema import (
     release_group_artists,
     release_groups,
     sends,
+    source_pages,
     subscribers,
 )
 
@@ -367,28 +373,366 @@ def top_drops(connection: Connection, day: date, limit: int = 10) -> list[tuple[
     return [(title, credit, count) for title, credit, count in rows]
 
 
-def unsent_owed(connection: Connection, day: date) -> list[tuple[str, str, str]]:
-    """(recipient, ledger state or 'no send', error) for subscribed subscribers with drops for
-    ``day`` whose email is not marked sent."""
-
+def unsent_owed(connection: Connection, since: date) -> list[tuple[date, str, str, str]]:
+    """(day, recipient, state, error) for every subscribed subscriber with drops on a day from
+    ``since`` on whose email is not marked sent. State is the ledger's, 'rejected' for a permanent
+    failure, or 'no send'."""
     owed = (
-        select(drops.c.subscriber_id)
-        .where(drops.c.partition_date == day)
-        .group_by(drops.c.subscriber_id)
+        select(drops.c.partition_date, drops.c.subscriber_id)
+        .where(drops.c.partition_date >= since)
+        .group_by(drops.c.partition_date, drops.c.subscriber_id)
         .subquery("owed")
     )
     rows = connection.execute(
-        select(subscribers.c.email, sends.c.state, sends.c.error)
+        select(
+            owed.c.partition_date,
+            subscribers.c.email,
+            case((sends.c.permanent_failure, literal("rejected")), else_=sends.c.state),
+            sends.c.error,
+        )
         .select_from(
             owed.join(subscribers, subscribers.c.id == owed.c.subscriber_id).outerjoin(
                 sends,
-                and_(sends.c.subscriber_id == owed.c.subscriber_id, sends.c.partition_date == day),
+                and_(
+                    sends.c.subscriber_id == owed.c.subscriber_id,
+                    sends.c.partition_date == owed.c.partition_date,
+                ),
             )
         )
         .where(
             subscribers.c.unsubscribed_at.is_(None),
             or_(sends.c.state.is_(None), sends.c.state != "sent"),
         )
-        .order_by(subscribers.c.email)
+        .order_by(owed.c.partition_date, subscribers.c.email)
     ).all()
-    return [(email, state or "no send", error or "") for email, state, error in rows]
+    return [(day, email, state or "no send", error or "") for day, email, state, error in rows]
+
+
+# --- Raw source pages, and which partition owns a release group (the lookback window) ---------
+
+
+class SourcePage(Protocol):
+    """One page of a source response as received (``sources.musicbrainz.RawPage`` is one)."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def query(self) -> str: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def record_count(self) -> int: ...
+    @property
+    def total_count(self) -> int: ...
+    @property
+    def fetched_at(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPage:
+    """A stored page, decompressed: ``body`` is the exact bytes the source sent."""
+
+    partition_date: date
+    source: str
+    offset: int
+    url: str
+    query: str
+    sha256: str
+    record_count: int
+    total_count: int
+    fetched_at: datetime
+    body: bytes
+
+
+def replace_source_pages(
+    connection: Connection, day: date, source: str, pages: Sequence[SourcePage]
+) -> int:
+    """Replace the raw pages of ``(day, source)``. Run inside the caller's transaction, the one
+    that writes the release groups derived from them, so the two never disagree."""
+    connection.execute(
+        delete(source_pages).where(
+            source_pages.c.partition_date == day, source_pages.c.source == source
+        )
+    )
+    if not pages:
+        return 0
+    connection.execute(
+        insert(source_pages),
+        [
+            {
+                "partition_date": day,
+                "source": source,
+                "page_offset": page.offset,
+                "url": page.url,
+                "query": page.query,
+                "sha256": hashlib.sha256(page.body).hexdigest(),
+                "record_count": page.record_count,
+                "total_count": page.total_count,
+                "byte_count": len(page.body),
+                "fetched_at": page.fetched_at,
+                # mtime=0: the same body always compresses to the same bytes.
+                "body_gzip": gzip.compress(page.body, mtime=0),
+            }
+            for page in pages
+        ],
+    )
+    return len(pages)
+
+
+def load_source_pages(connection: Connection, day: date, source: str) -> list[StoredPage]:
+    """The stored pages of ``(day, source)`` in offset order, decompressed."""
+    rows = connection.execute(
+        select(source_pages)
+        .where(source_pages.c.partition_date == day, source_pages.c.source == source)
+        .order_by(source_pages.c.page_offset)
+    ).all()
+    return [
+        StoredPage(
+            partition_date=row.partition_date,
+            source=row.source,
+            offset=row.page_offset,
+            url=row.url,
+            query=row.query,
+            sha256=row.sha256,
+            record_count=row.record_count,
+            total_count=row.total_count,
+            fetched_at=row.fetched_at,
+            body=gzip.decompress(row.body_gzip),
+        )
+        for row in rows
+    ]
+
+
+def watch_start(connection: Connection, source: str, day: date) -> date:
+    """The first partition fetched from ``source`` (``day`` itself on the very first fetch)."""
+    first = connection.execute(
+        select(func.min(source_pages.c.partition_date)).where(source_pages.c.source == source)
+    ).scalar_one()
+    return min(first, day) if first is not None else day
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimReport:
+    """What partition ``day`` now owns, and why the other release groups of its window are not
+    its own."""
+
+    owned: tuple[ReleaseGroup, ...]
+    dated_on_day: int
+    added_late: int
+    moved_from_later: int
+    owned_by_earlier: int
+    before_watch_start: int
+    watch_start: date
+
+
+def claim_release_groups(
+    connection: Connection,
+    day: date,
+    groups: Sequence[ReleaseGroup],
+    *,
+    source: str,
+    pages_source: str,
+    fetched_at: datetime,
+) -> ClaimReport:
+    """Make partition ``day`` own the release groups of its lookback window that are its own.
+
+    ``groups`` are the exact-dated release groups that ``day``'s fetch found in its window
+    ``[day - lookback, day]``. Each release group belongs to exactly one partition: the earliest
+    one that fetched it with an exact date within its window. So ``day`` keeps those dated
+    ``day``, and those dated earlier in the window that no earlier partition owns (they were
+    entered in MusicBrainz late, or their day's run never saw them). One owned by a later
+    partition moves here. Release groups dated before the first partition ever fetched from
+    ``pages_source`` (see ``watch_start``) stay out: the first run must not announce a fortnight
+    of back catalogue as new. Re-running a day gives the same result. Run inside the caller's
+    transaction, after ``replace_source_pages`` for the same day.
+    """
+    first_watched = watch_start(connection, pages_source, day)
+    candidates: dict[str, ReleaseGroup] = {}
+    before = 0
+    for group in groups:
+        if group.release_date is None or group.release_date > day:
+            continue
+        if group.release_date < first_watched:
+            before += 1
+            continue
+        candidates[group.mbid] = group
+
+    connection.execute(delete(release_groups).where(release_groups.c.partition_date == day))
+    earlier: set[str] = set()
+    moved = 0
+    mbids = list(candidates)
+    for start in range(0, len(mbids), _CHUNK):
+        chunk = mbids[start : start + _CHUNK]
+        earlier.update(
+            connection.execute(
+                select(release_groups.c.mbid).where(
+                    release_groups.c.mbid.in_(chunk), release_groups.c.partition_date < day
+                )
+            ).scalars()
+        )
+        moved += connection.execute(
+            delete(release_groups).where(
+                release_groups.c.mbid.in_(chunk), release_groups.c.partition_date > day
+            )
+        ).rowcount
+    owned = [group for mbid, group in candidates.items() if mbid not in earlier]
+    replace_release_groups(connection, day, owned, source=source, fetched_at=fetched_at)
+    on_day = sum(1 for group in owned if group.release_date == day)
+    return ClaimReport(
+        owned=tuple(owned),
+        dated_on_day=on_day,
+        added_late=len(owned) - on_day,
+        moved_from_later=moved,
+        owned_by_earlier=len(earlier),
+        before_watch_start=before,
+        watch_start=first_watched,
+    )
+
+
+# --- Libraries imported from ListenBrainz --------------------------------------------------------
+
+LISTENBRAINZ = "listenbrainz"
+
+
+def listenbrainz_subscribers(connection: Connection) -> list[tuple[int, str]]:
+    """(subscriber id, ListenBrainz user) of subscribed subscribers who linked ListenBrainz."""
+    rows = connection.execute(
+        select(subscribers.c.id, subscribers.c.listenbrainz_user)
+        .where(
+            subscribers.c.listenbrainz_user.is_not(None),
+            subscribers.c.listenbrainz_user != "",
+            subscribers.c.unsubscribed_at.is_(None),
+        )
+        .order_by(subscribers.c.id)
+    ).all()
+    return [(subscriber_id, user) for subscriber_id, user in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class FollowSync:
+    subscribers: int
+    added: int
+    ended: int
+    unchanged: int
+
+
+def sync_listenbrainz_follows(
+    connection: Connection,
+    day: date,
+    libraries: Mapping[int, Mapping[str, str]],
+    *,
+    followed_at: datetime,
+) -> FollowSync:
+    """Make each given subscriber's ListenBrainz-sourced follows equal their library.
+
+    ``libraries`` maps a subscriber id to ``{artist_mbid: artist_name}``; subscribers not in it
+    are left alone (their fetch failed or had nothing yet). New artists are followed from now
+    (unless already followed from another source, e.g. a CSV import); ListenBrainz follows no
+    longer in the library end on ``day``. Follows from other sources are never touched. A few
+    statements per batch of subscribers, not one per follow. Run inside a transaction.
+    """
+    added = ended = unchanged = 0
+    ids = list(libraries)
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        current = connection.execute(
+            select(
+                library_artists.c.id,
+                library_artists.c.subscriber_id,
+                library_artists.c.artist_mbid,
+                library_artists.c.source,
+            ).where(
+                library_artists.c.subscriber_id.in_(chunk),
+                library_artists.c.unfollowed_on.is_(None),
+            )
+        ).all()
+        followed = {(row.subscriber_id, row.artist_mbid) for row in current}
+        to_end = [
+            row.id
+            for row in current
+            if row.source == LISTENBRAINZ and row.artist_mbid not in libraries[row.subscriber_id]
+        ]
+        unchanged += sum(
+            1
+            for row in current
+            if row.source == LISTENBRAINZ and row.artist_mbid in libraries[row.subscriber_id]
+        )
+        to_add = [
+            {
+                "subscriber_id": subscriber_id,
+                "artist_mbid": artist_mbid,
+                "artist_name": artist_name,
+                "source": LISTENBRAINZ,
+                "followed_at": followed_at,
+            }
+            for subscriber_id in chunk
+            for artist_mbid, artist_name in libraries[subscriber_id].items()
+            if (subscriber_id, artist_mbid) not in followed
+        ]
+        for end_start in range(0, len(to_end), _CHUNK):
+            ended += connection.execute(
+                update(library_artists)
+                .where(library_artists.c.id.in_(to_end[end_start : end_start + _CHUNK]))
+                .values(unfollowed_on=day)
+            ).rowcount
+        for add_start in range(0, len(to_add), _CHUNK):
+            statement = upsert_insert(connection, library_artists).values(
+                to_add[add_start : add_start + _CHUNK]
+            )
+            # A concurrent CSV import may have added the same follow meanwhile: keep theirs.
+            added += connection.execute(
+                statement.on_conflict_do_nothing(
+                    index_elements=["subscriber_id", "artist_mbid"],
+                    index_where=text("unfollowed_on IS NULL"),
+                )
+            ).rowcount
+    return FollowSync(subscribers=len(ids), added=added, ended=ended, unchanged=unchanged)
+
+
+def end_unlinked_listenbrainz_follows(connection: Connection, day: date) -> int:
+    """End, on ``day``, the ListenBrainz follows of subscribers who no longer link a
+    ListenBrainz user (their library there is no longer theirs to follow)."""
+    unlinked = select(subscribers.c.id).where(
+        or_(subscribers.c.listenbrainz_user.is_(None), subscribers.c.listenbrainz_user == "")
+    )
+    return connection.execute(
+        update(library_artists)
+        .where(
+            library_artists.c.source == LISTENBRAINZ,
+            library_artists.c.unfollowed_on.is_(None),
+            library_artists.c.subscriber_id.in_(unlinked),
+        )
+        .values(unfollowed_on=day)
+    ).rowcount
+
+
+def release_groups_sent_twice(connection: Connection) -> list[tuple[str, str, str]]:
+    """(recipient, release group, days) for release groups listed in two sent emails to the same
+    subscriber: the announce-once rule broken."""
+    sent_drops = (
+        select(drops.c.subscriber_id, drops.c.release_group_mbid, drops.c.partition_date)
+        .select_from(
+            drops.join(
+                sends,
+                and_(
+                    sends.c.subscriber_id == drops.c.subscriber_id,
+                    sends.c.partition_date == drops.c.partition_date,
+                    sends.c.state == "sent",
+                ),
+            )
+        )
+        .subquery("sent_drops")
+    )
+    rows = connection.execute(
+        select(
+            subscribers.c.email,
+            sent_drops.c.release_group_mbid,
+            func.count(func.distinct(sent_drops.c.partition_date)),
+        )
+        .select_from(sent_drops.join(subscribers, subscribers.c.id == sent_drops.c.subscriber_id))
+        .group_by(subscribers.c.email, sent_drops.c.release_group_mbid)
+        .having(func.count(func.distinct(sent_drops.c.partition_date)) > 1)
+    ).all()
+    return [(email, mbid, str(days)) for email, mbid, days in rows]

@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -178,4 +179,50 @@ announcements = Table(
     Column("partition_date", Date, nullable=False),
     Column("send_id", ID, ForeignKey("sends.id", ondelete="CASCADE"), nullable=False),
     Column("announced_at", Timestamp, nullable=False),
+)
+
+# The raw pages behind each partition's release groups, so a day can be audited and re-derived:
+# what the source said (gzip of the exact bytes received), its hash and how many records it had.
+# Replaced per (partition, source) in the same transaction as that partition's release groups.
+# The earliest partition recorded here is where the pipeline started watching: the lookback
+# window never claims release groups dated before it (see repository.claim_release_groups).
+source_pages = Table(
+    "source_pages",
+    metadata,
+    Column("partition_date", Date, primary_key=True),
+    Column("source", String(32), primary_key=True),
+    Column("page_offset", Integer, primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("query", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("record_count", Integer, nullable=False),
+    Column("total_count", Integer, nullable=False),
+    Column("byte_count", Integer, nullable=False),
+    Column("fetched_at", Timestamp, nullable=False),
+    Column("body_gzip", LargeBinary, nullable=False),
+)
+
+# One row per scheduler daemon process seen evaluating our sensors: two rows whose lifetimes
+# overlap mean two schedulers on one instance, which Dagster itself only logs.
+scheduler_presence = Table(
+    "scheduler_presence",
+    metadata,
+    Column("host", String(255), primary_key=True),
+    Column("daemon_pid", Integer, primary_key=True),
+    Column("first_seen", Timestamp, nullable=False),
+    Column("last_seen", Timestamp, nullable=False),
+    Column("code_version", String(64), nullable=False),
+)
+
+# Operator alerts, one row per (kind, period): inserting the row is the atomic "at most once an
+# hour", however many processes notice the same problem.
+operator_alerts = Table(
+    "operator_alerts",
+    metadata,
+    Column("kind", String(64), primary_key=True),
+    Column("period_start", Timestamp, primary_key=True),
+    Column("message", Text, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
 )

@@ -12,7 +12,12 @@ from sqlalchemy import Engine, func, select
 from musicbutler_pipeline.assets import daily_assets
 from musicbutler_pipeline.checks import daily_checks
 from musicbutler_pipeline.demo import SAMPLE_DAY, SAMPLE_DIR
-from musicbutler_pipeline.resources import MailerResource, SnapshotReleaseSource, WarehouseResource
+from musicbutler_pipeline.resources import (
+    CsvOnlyLibrarySource,
+    MailerResource,
+    SnapshotReleaseSource,
+    WarehouseResource,
+)
 from musicbutler_pipeline.warehouse.imports import import_library, import_subscribers
 from musicbutler_pipeline.warehouse.repository import unsubscribe
 from musicbutler_pipeline.warehouse.schema import announcements, release_groups, sends, subscribers
@@ -37,6 +42,7 @@ def _materialize(engine: Engine, outbox: Path, instance: DagsterInstance):
             "warehouse": WarehouseResource(url=engine.url.render_as_string(hide_password=False)),
             "release_source": SnapshotReleaseSource(),
             "mailer": MailerResource(url=outbox.as_uri(), mail_from="Butler <butler@example.org>"),
+            "library_source": CsvOnlyLibrarySource(),
         },
     )
 
@@ -115,7 +121,10 @@ def test_missing_schema_fails_with_the_command_to_run(tmp_path: Path) -> None:
             [daily_assets[0]],
             partition_key="2026-11-23",
             instance=instance,
-            resources={"warehouse": WarehouseResource(url=url)},
+            resources={
+                "warehouse": WarehouseResource(url=url),
+                "library_source": CsvOnlyLibrarySource(),
+            },
             raise_on_error=False,
         )
     assert not result.success

@@ -86,7 +86,11 @@ def test_malformed_setting_stops_at_start_without_traceback(tmp_path: Path) -> N
 
 
 def test_import_unsubscribe_run_and_ledger(tmp_path: Path) -> None:
-    env = {"MUSICBUTLER_MUSICBRAINZ_URL": (SAMPLE_DIR / "musicbrainz").as_uri()}
+    env = {
+        "MUSICBUTLER_MUSICBRAINZ_URL": (SAMPLE_DIR / "musicbrainz").as_uri(),
+        # Nothing listens there: ListenBrainz is unreachable at once; libraries stay as imported.
+        "MUSICBUTLER_LISTENBRAINZ_URL": "http://127.0.0.1:9/1",
+    }
     assert musicbutler("db", "upgrade", cwd=tmp_path).returncode == 0
     again = musicbutler("db", "upgrade", cwd=tmp_path)
     assert again.returncode == 0 and "(unchanged)" in again.stdout
