@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test lint format ui benchmarks clean
+.PHONY: install demo test lint format ui benchmarks screenshots clean
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -34,6 +34,11 @@ ui: $(INSTALLED)
 	DAGSTER_HOME=$(CURDIR)/.musicbutler/dagster \
 	MUSICBUTLER_MUSICBRAINZ_URL=file://$(CURDIR)/musicbutler_pipeline/sources/data/sample/musicbrainz \
 	$(BIN)/dagster dev -m musicbutler_pipeline.definitions
+
+# docs/digest.png from a sample digest, with headless Chromium (Debian: chromium fonts-noto-cjk).
+screenshots: $(INSTALLED)
+	@command -v chromium >/dev/null 2>&1 || { echo "needs Chromium: apt-get install -y chromium fonts-noto-cjk" >&2; exit 1; }
+	$(BIN)/python scripts/screenshot_digest.py --out docs/digest.png
 
 benchmarks: $(INSTALLED)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

@@ -11,7 +11,7 @@ import math
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -35,7 +35,7 @@ class SettingsError(ValueError):
 class Settings:
     home: Path
     warehouse_url: str
-    mail_url: str
+    mail_url: str = field(repr=False)  # may carry an SMTP password
     mail_from: str
     base_url: str
     musicbrainz_url: str
@@ -58,6 +58,7 @@ class Settings:
         _check_sqlalchemy_url("MUSICBUTLER_WAREHOUSE_URL", warehouse_url)
         mail_url = get("MUSICBUTLER_MAIL_URL") or (home / "outbox").as_uri()
         _check_url("MUSICBUTLER_MAIL_URL", mail_url, MAIL_SCHEMES)
+        _check_mail_options(mail_url)
         mail_from = get("MUSICBUTLER_MAIL_FROM") or "MusicButler <butler@localhost>"
         if "@" not in parseaddr(mail_from)[1]:
             raise SettingsError("MUSICBUTLER_MAIL_FROM", f"{mail_from!r} has no e-mail address")
@@ -126,6 +127,16 @@ def _check_url(variable: str, value: str, schemes: tuple[str, ...]) -> None:
         raise SettingsError(
             variable, f"scheme {scheme!r} is not supported (use one of: {', '.join(schemes)})"
         )
+
+
+def _check_mail_options(mail_url: str) -> None:
+    """Options such as ``?rate=0`` are refused now, not when the first run opens the mailer."""
+    from musicbutler_pipeline.mail.mailer import mailer_from_url
+
+    try:
+        mailer_from_url(mail_url)  # builds the transport only; nothing connects
+    except ValueError as exc:  # its message never repeats the URL (it may hold a password)
+        raise SettingsError("MUSICBUTLER_MAIL_URL", str(exc)) from None
 
 
 def _check_sqlalchemy_url(variable: str, value: str) -> None:

@@ -1,1 +1,2 @@
-"""Mail: message building, transports (SMTP, file outbox, console) and unsubscribe tokens."""
+"""Mail: message building, transports (SMTP, file outbox, console), unsubscribe tokens and the
+unsubscribe endpoint (``web``)."""

@@ -3,34 +3,54 @@
 ``smtp://`` / ``smtps://`` deliver to a server, ``file:///dir`` writes one ``.eml`` per message,
 ``console://`` writes messages to a stream, and ``RecordingMailer`` keeps them in memory for tests.
 Every transport connects lazily (on the first send) and is a context manager for one batch.
+
+The SMTP URL (see docs/email.md)::
+
+    smtp://[user[:password]@]host[:port][?starttls=1&timeout=30&rate=10&retries=3&backoff=1]
+    smtps://[user[:password]@]host[:port][?...]
+
+``MUSICBUTLER_SMTP_PASSWORD`` overrides a password in the URL; neither ever appears in a
+description, a repr, a log line or an error message.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
+import math
 import os
 import re
 import smtplib
+import socket
 import ssl
 import sys
 import tempfile
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from email.message import EmailMessage
+from functools import cache
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TextIO
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 logger = logging.getLogger(__name__)
 
 
 class MailError(Exception):
-    """A message was not accepted. ``permanent`` failures must not be retried."""
+    """A message was not accepted. ``permanent`` failures must not be retried.
 
-    def __init__(self, message: str, *, permanent: bool) -> None:
+    ``code`` is the SMTP reply code when a server gave one; the message then carries the server's
+    reply text, e.g. ``RCPT TO refused: 550 5.1.1 no such user``.
+    """
+
+    def __init__(self, message: str, *, permanent: bool, code: int | None = None) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.code = code
 
 
 class Mailer(ABC):
@@ -121,8 +141,52 @@ class RecordingMailer(Mailer):
         self.messages.append(message)
 
 
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often one message is tried when the failure is temporary, and how long to wait.
+
+    ``attempts`` counts every try, the first included. Waits double from ``backoff`` seconds up
+    to ``max_backoff``: a greylisting server (451) or a restarting relay usually recovers within
+    seconds, and a bounded wait keeps one bad recipient from stalling the day's batch.
+    """
+
+    attempts: int = 4
+    backoff: float = 1.0
+    max_backoff: float = 30.0
+
+    def delay(self, retry: int) -> float:
+        """The wait before retry number ``retry`` (1 for the first retry)."""
+        return min(self.max_backoff, self.backoff * 2 ** (retry - 1))
+
+
+class _Temporary(Exception):
+    """An attempt failed in a way another attempt may fix.
+
+    ``connection`` is True when the connection itself failed (refused, dropped, timed out, 421),
+    as opposed to the server deferring this one recipient or message (451, 452 ...).
+    """
+
+    def __init__(self, reason: str, *, connection: bool, code: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.connection = connection
+        self.code = code
+
+
+class _Unusable(Exception):
+    """The server cannot be used as configured (login refused, certificate not trusted, no
+    STARTTLS): retrying is pointless, and so is trying the rest of the batch."""
+
+
 class SmtpMailer(Mailer):
-    """SMTP with optional STARTTLS or implicit TLS; one connection reused for a batch."""
+    """SMTP with optional STARTTLS or implicit TLS; one connection reused for a whole batch.
+
+    Failures are sorted per message: a 5xx reply to the recipient or the message fails only that
+    message (``MailError(permanent=True)``); a 4xx reply, a dropped connection or a timeout is
+    retried with exponential backoff, then reported as ``MailError(permanent=False)`` so a later
+    run can try again. A server that stays unreachable (or refuses our login) fails the rest of
+    the batch at once instead of making every remaining subscriber wait out their own retries.
+    """
 
     def __init__(
         self,
@@ -135,7 +199,16 @@ class SmtpMailer(Mailer):
         password: str | None = None,
         timeout: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
+        rate: float | None = None,
+        retry: RetryPolicy | None = None,
+        local_hostname: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if implicit_tls and starttls:
+            raise ValueError("smtps:// already uses TLS: starttls does not apply")
+        if rate is not None and not rate > 0:
+            raise ValueError("rate must be greater than 0 messages per second")
         self.host = host
         self.port = port
         self.implicit_tls = implicit_tls
@@ -144,63 +217,240 @@ class SmtpMailer(Mailer):
         self._password = password
         self.timeout = timeout
         self.ssl_context = ssl_context
+        self.rate = rate
+        self.retry = retry or RetryPolicy()
+        self.local_hostname = local_hostname
+        self._sleep = sleep
+        self._clock = clock
         self._connection: smtplib.SMTP | None = None
+        self._sent_on_connection = 0
+        self._next_send_at = 0.0
+        self._unavailable: str | None = None
+        self.connections_opened = 0
 
     @property
     def description(self) -> str:
         scheme = "smtps" if self.implicit_tls else "smtp"
-        return f"{scheme}://{self.host}:{self.port}"
+        user = f"{self.username}@" if self.username else ""
+        options = "?starttls=1" if self.starttls else ""
+        return f"{scheme}://{user}{self.host}:{self.port}{options}"
 
-    def _connect(self) -> smtplib.SMTP:
-        context = self.ssl_context or ssl.create_default_context()
-        connection: smtplib.SMTP
-        if self.implicit_tls:
-            connection = smtplib.SMTP_SSL(
-                self.host, self.port, timeout=self.timeout, context=context
-            )
-        else:
-            connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-            if self.starttls:
-                connection.starttls(context=context)
-        if self.username:
-            connection.login(self.username, self._password or "")
-        return connection
+    def __repr__(self) -> str:
+        return f"SmtpMailer({self.description})"
 
     def send(self, message: EmailMessage) -> None:
-        for attempt in (1, 2):
+        try:
+            self._send(message)
+        except MailError as exc:
+            # Server replies are quoted verbatim; make sure none of them echoes our password.
+            text = self._scrub(str(exc))
+            raise MailError(text, permanent=exc.permanent, code=exc.code) from None
+
+    def _scrub(self, text: str) -> str:
+        if self._password and len(self._password) >= 4:
+            text = text.replace(self._password, "***")
+        return text
+
+    def _send(self, message: EmailMessage) -> None:
+        if self._unavailable is not None:
+            raise MailError(
+                f"not attempted: {self.description} failed earlier in this batch "
+                f"({self._unavailable})",
+                permanent=False,
+            )
+        attempt = 0
+        free_reconnect = True
+        while True:
+            attempt += 1
+            reused = self._connection is not None and self._sent_on_connection > 0
+            self._pace()
             try:
-                if self._connection is None:
-                    self._connection = self._connect()
-                self._connection.send_message(message)
+                self._attempt(message)
                 return
-            except smtplib.SMTPServerDisconnected as exc:
-                # A server may close an idle connection between two sends: reconnect once.
-                self._connection = None
-                if attempt == 2:
-                    raise MailError(
-                        f"{self.description}: disconnected: {exc}", permanent=False
-                    ) from exc
-            except smtplib.SMTPRecipientsRefused as exc:
-                code, reply = next(iter(exc.recipients.values()))
-                raise _reply_error(code, reply) from exc
-            except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
-                raise _reply_error(exc.smtp_code, exc.smtp_error) from exc
-            except smtplib.SMTPAuthenticationError as exc:
+            except _Unusable as exc:
+                self._unavailable = str(exc)
+                raise MailError(f"{self.description}: {exc}", permanent=False) from None
+            except _Temporary as exc:
+                failure = exc
+            if failure.connection and reused and free_reconnect:
+                # Servers close idle or long-lived connections whenever they like; the first
+                # reconnect within one message is routine and costs neither an attempt nor a wait.
+                free_reconnect = False
+                attempt -= 1
+                logger.info(
+                    "%s: connection lost (%s), reconnecting",
+                    self.description,
+                    self._scrub(failure.reason),
+                )
+                continue
+            if attempt >= self.retry.attempts:
+                break
+            delay = self.retry.delay(attempt)
+            logger.warning(
+                "%s: attempt %d of %d failed (%s); retrying in %.1fs",
+                self.description,
+                attempt,
+                self.retry.attempts,
+                self._scrub(failure.reason),
+                delay,
+            )
+            self._sleep(delay)
+        if failure.connection:
+            self._unavailable = failure.reason
+        raise MailError(
+            f"{failure.reason} (gave up after {attempt} attempts)",
+            permanent=False,
+            code=failure.code,
+        )
+
+    def _pace(self) -> None:
+        """Keep at most ``rate`` SMTP transactions per second, evenly spaced (no bursts)."""
+        if self.rate is None:
+            return
+        now = self._clock()
+        if now < self._next_send_at:
+            self._sleep(self._next_send_at - now)
+            now = self._next_send_at
+        self._next_send_at = now + 1.0 / self.rate
+
+    def _attempt(self, message: EmailMessage) -> None:
+        if self._connection is None:
+            self._connection = self._connect()
+            self._sent_on_connection = 0
+        try:
+            self._connection.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reply = next(iter(exc.recipients.values()))
+            self._reply_failure("RCPT TO refused", code, reply)
+        except smtplib.SMTPSenderRefused as exc:
+            if 500 <= exc.smtp_code < 600:
+                # Our own envelope sender (or the message size) was refused: not the subscriber's
+                # fault, so never permanent for them, and retrying now would only repeat it.
                 raise MailError(
-                    f"{self.description}: login refused ({exc.smtp_code})", permanent=False
+                    f"MAIL FROM refused: {_reply_text(exc.smtp_code, exc.smtp_error)}",
+                    permanent=False,
+                    code=exc.smtp_code,
                 ) from None
-            except (OSError, smtplib.SMTPException) as exc:
-                self._drop_connection()
-                raise MailError(f"{self.description}: {exc}", permanent=False) from exc
+            self._reply_failure("MAIL FROM refused", exc.smtp_code, exc.smtp_error)
+        except smtplib.SMTPDataError as exc:
+            self._reply_failure("message refused", exc.smtp_code, exc.smtp_error)
+        except smtplib.SMTPNotSupportedError as exc:
+            raise MailError(f"{self.description}: {exc}", permanent=True) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            # Dropped, reset or timed out mid-transaction: the connection is unusable.
+            self._drop_connection()
+            raise _Temporary(_describe(exc), connection=True) from None
+        self._sent_on_connection += 1
+
+    def _reply_failure(self, what: str, code: int, reply: bytes | str) -> None:
+        text = f"{what}: {_reply_text(code, reply)}"
+        if code == 421 or code < 400:
+            # 421 means the server is closing the connection (smtplib has closed it already).
+            self._drop_connection()
+            raise _Temporary(text, connection=True, code=code)
+        if code < 500:
+            raise _Temporary(text, connection=False, code=code)
+        raise MailError(text, permanent=True, code=code)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        # Loading the system's CA store takes milliseconds: do it once per mailer, and only
+        # when TLS is used at all.
+        if self.ssl_context is None:
+            self.ssl_context = ssl.create_default_context()
+        return self.ssl_context
+
+    def _connect(self) -> smtplib.SMTP:
+        helo = self.local_hostname or _local_hostname()
+        connection: smtplib.SMTP
+        try:
+            # The host goes to the constructor (which connects): smtplib checks the certificate
+            # against the host name given there, for implicit TLS and STARTTLS alike.
+            if self.implicit_tls:
+                connection = smtplib.SMTP_SSL(
+                    self.host,
+                    self.port,
+                    local_hostname=helo,
+                    timeout=self.timeout,
+                    context=self._tls_context(),
+                )
+            else:
+                connection = smtplib.SMTP(
+                    self.host, self.port, local_hostname=helo, timeout=self.timeout
+                )
+        except BaseException as exc:
+            raise self._connect_failure(exc) from None
+        try:
+            # SMTP waits for a reply after every command, so Nagle's algorithm only adds delay:
+            # over TLS a digest goes out as several records, and the last one would sit in the
+            # kernel until the server's delayed ACK (40 ms on Linux), for every message.
+            if connection.sock is not None:
+                connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection.ehlo_or_helo_if_needed()
+            if self.starttls:
+                # smtplib raises SMTPNotSupportedError if STARTTLS is not offered: never fall
+                # back to plain text when TLS was asked for.
+                connection.starttls(context=self._tls_context())
+                connection.ehlo()
+            if self.username:
+                self._warn_if_cleartext()
+                connection.login(self.username, self._password or "")
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                connection.close()
+            raise self._connect_failure(exc) from None
+        self.connections_opened += 1
+        logger.debug("%s: connected", self.description)
+        return connection
+
+    def _connect_failure(self, exc: BaseException) -> BaseException:
+        """The internal failure a connection error amounts to (never includes the password)."""
+        if isinstance(exc, _Temporary):
+            return exc
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
+            text = (
+                f"login as {self.username!r} refused: {_reply_text(exc.smtp_code, exc.smtp_error)}"
+            )
+            if 400 <= exc.smtp_code < 500:
+                return _Temporary(text, connection=True, code=exc.smtp_code)
+            return _Unusable(text)
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return _Unusable(f"TLS certificate not trusted: {exc.verify_message}")
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
+            return _Unusable(str(exc))
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return _Temporary(
+                f"{self.description}: {_reply_text(exc.smtp_code, exc.smtp_error)}",
+                connection=True,
+                code=exc.smtp_code,
+            )
+        if isinstance(exc, (OSError, smtplib.SMTPException)):
+            return _Temporary(f"{self.description}: {_describe(exc)}", connection=True)
+        return exc
+
+    def _warn_if_cleartext(self) -> None:
+        if self.implicit_tls or self.starttls:
+            return
+        try:
+            loopback = ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            loopback = self.host == "localhost"
+        if not loopback:
+            logger.warning(
+                "%s: logging in without TLS; add ?starttls=1 or use smtps://", self.description
+            )
 
     def _drop_connection(self) -> None:
         connection, self._connection = self._connection, None
+        self._sent_on_connection = 0
         if connection is not None:
             with contextlib.suppress(OSError):
                 connection.close()
 
     def close(self) -> None:
         connection, self._connection = self._connection, None
+        self._sent_on_connection = 0
+        # A new batch deserves a new chance at a server that was down for the last one.
+        self._unavailable = None
         if connection is None:
             return
         try:
@@ -209,28 +459,112 @@ class SmtpMailer(Mailer):
             connection.close()
 
 
-def _reply_error(code: int, reply: bytes | str) -> MailError:
-    text = reply.decode(errors="replace") if isinstance(reply, bytes) else reply
-    return MailError(f"{code} {text}", permanent=500 <= code < 600)
+def _reply_text(code: int, reply: bytes | str) -> str:
+    text = reply.decode("utf-8", errors="replace") if isinstance(reply, bytes) else reply
+    # Multi-line replies arrive joined by newlines; the ledger and logs want one line.
+    return " ".join(f"{code} {' '.join(text.split())}".split())
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "timed out"
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if isinstance(exc, OSError) else text
+
+
+@cache
+def _local_hostname() -> str:
+    """The name we greet servers with; looked up once, since getfqdn() may query DNS."""
+    return socket.getfqdn() or "localhost"
+
+
+_SMTP_OPTIONS = frozenset({"starttls", "timeout", "rate", "retries", "backoff", "helo", "cafile"})
 
 
 def mailer_from_url(url: str, *, password: str | None = None) -> Mailer:
-    """The transport for a ``MUSICBUTLER_MAIL_URL``. ``password`` overrides one in the URL."""
+    """The transport for a ``MUSICBUTLER_MAIL_URL``. ``password`` overrides one in the URL.
+
+    Raises ValueError naming the bad part; the message never repeats the URL, which may hold a
+    password.
+    """
     parts = urlsplit(url)
     if parts.scheme == "file":
         return FileMailer(Path(unquote(parts.path)))
     if parts.scheme == "console":
         return ConsoleMailer()
-    if parts.scheme in ("smtp", "smtps"):
-        query = parse_qs(parts.query)
-        implicit_tls = parts.scheme == "smtps"
-        return SmtpMailer(
-            parts.hostname or "localhost",
-            parts.port or (465 if implicit_tls else 25),
-            implicit_tls=implicit_tls,
-            starttls=query.get("starttls", ["0"])[0].lower() in ("1", "true", "yes"),
-            username=unquote(parts.username) if parts.username else None,
-            password=password or (unquote(parts.password) if parts.password else None),
-            timeout=float(query.get("timeout", ["30"])[0]),
+    if parts.scheme not in ("smtp", "smtps"):
+        raise ValueError(f"unsupported mail URL scheme {parts.scheme!r}")
+    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    unknown = sorted(set(options) - _SMTP_OPTIONS)
+    if unknown:
+        raise ValueError(
+            f"unknown mail URL option(s) {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(_SMTP_OPTIONS))})"
         )
-    raise ValueError(f"unsupported mail URL scheme {parts.scheme!r}")
+    implicit_tls = parts.scheme == "smtps"
+    starttls = _flag(options.get("starttls", "0"))
+    if implicit_tls and starttls:
+        raise ValueError("smtps:// is already TLS: drop ?starttls=1 (or use smtp://)")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("mail URL port is not a number between 0 and 65535") from None
+    username = unquote(parts.username) if parts.username else None
+    password = password or (unquote(parts.password) if parts.password else None)
+    if password and not username:
+        raise ValueError("an SMTP password is set but the mail URL names no user (user@host)")
+    context: ssl.SSLContext | None = None
+    if "cafile" in options:
+        cafile = Path(options["cafile"])
+        if not cafile.is_file():
+            raise ValueError(f"mail URL option cafile: {cafile} is not a file")
+        try:
+            context = ssl.create_default_context(cafile=str(cafile))
+        except ssl.SSLError as exc:
+            raise ValueError(f"mail URL option cafile: {cafile} is no CA bundle ({exc})") from None
+    retries = int(_or(_number(options, "retries", minimum=0), 3))
+    return SmtpMailer(
+        parts.hostname or "localhost",
+        port or (465 if implicit_tls else 25),
+        implicit_tls=implicit_tls,
+        starttls=starttls,
+        username=username,
+        password=password,
+        timeout=_or(_number(options, "timeout", minimum=0, exclusive=True), 30.0),
+        ssl_context=context,
+        rate=_number(options, "rate", minimum=0, exclusive=True),
+        retry=RetryPolicy(
+            attempts=retries + 1, backoff=_or(_number(options, "backoff", minimum=0), 1.0)
+        ),
+        local_hostname=options.get("helo") or None,
+    )
+
+
+def _flag(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError(f"mail URL option starttls={value!r}: use 1 or 0")
+
+
+def _number(
+    options: dict[str, str], name: str, *, minimum: float, exclusive: bool = False
+) -> float | None:
+    """The option as a finite number within bounds, or None when the URL does not set it."""
+    if name not in options:
+        return None
+    raw = options[name]
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"mail URL option {name}={raw!r} is not a number") from None
+    if not math.isfinite(value) or value < minimum or (exclusive and value == minimum):
+        bound = "greater than" if exclusive else "at least"
+        raise ValueError(f"mail URL option {name}={raw!r} must be {bound} {minimum:g}")
+    return value
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value

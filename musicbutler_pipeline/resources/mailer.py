@@ -10,10 +10,17 @@ class MailerResource(ConfigurableResource):
     """Where digests go (``MUSICBUTLER_MAIL_URL``) and who they come from.
 
     The SMTP password and the signing key are read from the environment when a run opens the
-    mailer, never taken as config, so they appear in no run config, log or UI page.
+    mailer, never taken as config, so they appear in no run config, log or UI page. Building the
+    resource connects to nothing: the transport connects on its first send.
     """
 
-    url: str | None = Field(default=None, description="default: MUSICBUTLER_MAIL_URL")
+    url: str | None = Field(
+        default=None,
+        description=(
+            "default: MUSICBUTLER_MAIL_URL, e.g. smtp://user@host:587?starttls=1&rate=10 "
+            "(keep the password in MUSICBUTLER_SMTP_PASSWORD, not here: config is shown in the UI)"
+        ),
+    )
     mail_from: str | None = Field(default=None, description="default: MUSICBUTLER_MAIL_FROM")
     base_url: str | None = Field(default=None, description="default: MUSICBUTLER_BASE_URL")
 

@@ -28,6 +28,7 @@ def test_defaults_live_under_musicbutler_home(tmp_path: Path) -> None:
         ("MUSICBUTLER_MUSICBRAINZ_URL", "musicbrainz.org/ws/2", "no scheme"),
         ("MUSICBUTLER_BASE_URL", "example.org", "no scheme"),
         ("MUSICBUTLER_MAIL_FROM", "MusicButler", "no e-mail address"),
+        ("MUSICBUTLER_MAIL_URL", "smtp://u:hunter2@mail.example.org:587?rate=0", "rate"),
     ],
 )
 def test_malformed_setting_names_the_variable(variable: str, value: str, problem: str) -> None:
@@ -36,6 +37,14 @@ def test_malformed_setting_names_the_variable(variable: str, value: str, problem
     assert raised.value.variable == variable
     assert problem in str(raised.value)
     assert str(raised.value).startswith(f"{variable}: ")
+
+
+def test_mail_url_password_stays_out_of_reprs_and_errors() -> None:
+    settings = Settings.from_env({"MUSICBUTLER_MAIL_URL": "smtp://u:hunter2@mail.example.org:587"})
+    assert "hunter2" not in repr(settings)
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"MUSICBUTLER_MAIL_URL": "smtp://u:hunter2@mail.example.org?rate=0"})
+    assert "hunter2" not in str(raised.value)
 
 
 def test_plain_postgresql_url_is_accepted() -> None:
