@@ -1,6 +1,6 @@
 """Asset checks: what the operator must see when the day went wrong."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -12,12 +12,13 @@ from dagster import (
 
 from musicbutler_pipeline.assets import drop_notifications
 from musicbutler_pipeline.assets.metadata import markdown_table
-from musicbutler_pipeline.domain.ledger import SendLedger
+from musicbutler_pipeline.domain.ledger import STALE_AFTER, SendLedger
+from musicbutler_pipeline.monitoring import ALERT_PERIOD, DUPLICATE_SCHEDULER, latest_alert
 from musicbutler_pipeline.partitions import latest_partition_day
 from musicbutler_pipeline.resources import WarehouseResource
-from musicbutler_pipeline.warehouse.repository import unsent_owed
+from musicbutler_pipeline.sensors.schedulers import SINGLE_SCHEDULER_CHECK
+from musicbutler_pipeline.warehouse.repository import release_groups_sent_twice, unsent_owed
 
-STALE_AFTER = timedelta(minutes=30)
 OWED_WINDOW = timedelta(days=7)
 
 
@@ -50,27 +51,71 @@ def every_owed_email_sent(
 @asset_check(
     asset=drop_notifications,
     description=(
-        f"No claim older than {STALE_AFTER} is still unresolved (its sender died mid-send). "
-        "Resolve with `musicbutler sends reconcile`."
+        "No claim is unresolved: its sender died mid-send (the process is gone, or the claim is "
+        f"older than {STALE_AFTER}). Never resent automatically; resolve with "
+        "`musicbutler sends reconcile`."
     ),
 )
 def no_stale_claims(
     context: AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> AssetCheckResult:
-    stale = SendLedger(warehouse.engine).stale_claims(STALE_AFTER)
+    stale = SendLedger(warehouse.engine).unresolved_claims(STALE_AFTER)
     return AssetCheckResult(
         passed=not stale,
         severity=AssetCheckSeverity.ERROR,
         metadata={
-            "stale_claims": len(stale),
+            "unresolved_claims": len(stale),
             "examples": MetadataValue.md(
                 markdown_table(
-                    ("day", "recipient", "host", "pid", "run"),
-                    ((r.partition_date, r.recipient, r.host, r.pid, r.run_id) for r in stale[:20]),
+                    ("day", "recipient", "run", "why"),
+                    ((r.partition_date, r.recipient, r.run_id, why) for r, why in stale[:20]),
                 )
             ),
         },
     )
 
 
-daily_checks = [every_owed_email_sent, no_stale_claims]
+@asset_check(
+    asset=drop_notifications,
+    description="No subscriber has two sends for one day, nor one release group in two emails.",
+)
+def no_duplicate_sends(
+    context: AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> AssetCheckResult:
+    duplicates = SendLedger(warehouse.engine).duplicate_sends()
+    with warehouse.engine.connect() as connection:
+        repeated = release_groups_sent_twice(connection)
+    return AssetCheckResult(
+        passed=not duplicates and not repeated,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "subscriber_days_with_two_sends": len(duplicates),
+            "release_groups_in_two_emails": len(repeated),
+            "examples": MetadataValue.md(
+                markdown_table(("subscriber", "release group", "days"), repeated[:20])
+            ),
+        },
+    )
+
+
+@asset_check(
+    asset=drop_notifications,
+    name=SINGLE_SCHEDULER_CHECK,
+    description=(
+        "One scheduler daemon on the instance. Also reported by `duplicate_scheduler_sensor` "
+        "the moment it sees a second one."
+    ),
+)
+def single_scheduler(
+    context: AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> AssetCheckResult:
+    now = datetime.now(UTC)
+    alert = latest_alert(warehouse.engine, DUPLICATE_SCHEDULER, since=now - ALERT_PERIOD)
+    return AssetCheckResult(
+        passed=alert is None,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"last_alert": f"{alert[0]:%Y-%m-%d %H:%M} UTC: {alert[1]}" if alert else "none"},
+    )
+
+
+daily_checks = [every_owed_email_sent, no_stale_claims, no_duplicate_sends, single_scheduler]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import sys
 from collections.abc import Sequence
@@ -116,6 +117,12 @@ def _print_run(summary: RunSummary, settings: Settings) -> int:
     if not summary.success:
         print(f"{summary.day}: run {summary.run_id} failed: {summary.error}", file=sys.stderr)
         return EXIT_PROBLEM
+    if summary.locked_by:
+        print(
+            f"{summary.day} is being sent right now by {summary.locked_by}: "
+            "this process sent nothing."
+        )
+        return EXIT_OK
     n = summary.notifications
     sent, already = n.get("sent", 0), n.get("skipped_already_sent", 0)
     print(
@@ -131,10 +138,17 @@ def _print_run(summary: RunSummary, settings: Settings) -> int:
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from musicbutler_pipeline.definitions import defs
+    from musicbutler_pipeline.locks import send_lock
     from musicbutler_pipeline.runner import dagster_instance, run_day
 
     day = _day(args.date)
     _engine(settings).dispose()  # refuse early, with one line, when the schema is missing
+    # A quick look before starting a run at all; the asset takes the same lock for real.
+    probe = send_lock(settings.warehouse_url, day)
+    if not probe.try_acquire():
+        print(f"{day} is being sent right now by {probe.holder()}: this process sends nothing.")
+        return EXIT_OK
+    probe.release()
     summary = run_day(day, definitions=defs, instance=dagster_instance(settings))
     return _print_run(summary, settings)
 
@@ -142,6 +156,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_sends(settings: Settings, args: argparse.Namespace) -> int:
     from musicbutler_pipeline.domain.ledger import SendLedger
 
+    if not args.date:
+        raise CommandError("sends: --date YYYY-MM-DD is required", EXIT_USAGE)
     day = _day(args.date)
     rows = SendLedger(_engine(settings)).day(day)
     print(
@@ -155,6 +171,88 @@ def cmd_sends(settings: Settings, args: argparse.Namespace) -> int:
             f"{row.error or ''}"
         )
     print(f"{len(rows)} send(s) for {day}")
+    return EXIT_OK
+
+
+def cmd_sends_reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    from musicbutler_pipeline.domain.ledger import ReconcileAction, SendLedger
+    from musicbutler_pipeline.warehouse.schema import subscribers
+
+    day = _day(args.date)
+    engine = _engine(settings)
+    subscriber_ids = None
+    if args.subscriber:
+        try:
+            emails = {normalize_email(email) for email in args.subscriber}
+        except InvalidInput as exc:
+            raise CommandError(f"--subscriber: {exc}", EXIT_USAGE) from None
+        with engine.connect() as connection:
+            found = dict(
+                connection.execute(
+                    select(subscribers.c.email, subscribers.c.id).where(
+                        subscribers.c.email.in_(emails)
+                    )
+                ).all()
+            )
+        if missing := sorted(emails - set(found)):
+            raise CommandError(f"no subscriber {', '.join(missing)}")
+        subscriber_ids = set(found.values())
+    action = ReconcileAction.RESEND if args.resend else ReconcileAction.MARK_SENT
+    result = SendLedger(engine).reconcile(
+        day,
+        action,
+        subscriber_ids=subscriber_ids,
+        include_live=args.force,
+        operator=f"`musicbutler sends reconcile` by {getpass.getuser()}",
+    )
+    for row in result.left_alone:
+        print(
+            f"left alone: {row.recipient}: pid {row.pid} on {row.host} may still be sending "
+            "(--force to include it)",
+            file=sys.stderr,
+        )
+    if action is ReconcileAction.RESEND:
+        print(
+            f"{day}: {result.changed} claim(s) released for resend; "
+            f"run `musicbutler run --date {day}` to send them (same Message-ID)."
+        )
+    else:
+        print(f"{day}: {result.changed} claim(s) marked sent.")
+    return EXIT_PROBLEM if result.left_alone else EXIT_OK
+
+
+def cmd_doctor(settings: Settings, _args: argparse.Namespace) -> int:
+    from musicbutler_pipeline.doctor import diagnose
+
+    findings = diagnose(settings)
+    for finding in findings:
+        print(f"{finding.level:<8} {finding.message}")
+    problems = sum(finding.level == "PROBLEM" for finding in findings)
+    print(f"{problems} problem(s)" if problems else "no problems")
+    return EXIT_PROBLEM if problems else EXIT_OK
+
+
+def cmd_daemon(settings: Settings, args: argparse.Namespace) -> int:
+    from musicbutler_pipeline.daemon import run_daemon
+    from musicbutler_pipeline.runner import dagster_instance
+
+    _engine(settings).dispose()
+    code = run_daemon(dagster_instance(settings), wait=args.wait)
+    if code and not args.wait:
+        print(
+            "musicbutler daemon: another scheduler holds this instance's lock; not starting "
+            "(`--wait` to take over when it stops)",
+            file=sys.stderr,
+        )
+    return code
+
+
+def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
+    from musicbutler_pipeline.mail.web import serve
+
+    logging.getLogger().setLevel(logging.INFO)  # the access log is the point of a server's output
+    _engine(settings).dispose()  # refuse early, with one line, when the schema is missing
+    serve(settings, args.host, args.port)
     return EXIT_OK
 
 
@@ -207,8 +305,48 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     sends = commands.add_parser("sends", help="print the send ledger for a day")
-    sends.add_argument("--date", required=True)
+    sends.add_argument("--date", help="the day, YYYY-MM-DD")
     sends.set_defaults(func=cmd_sends)
+    sends_actions = sends.add_subparsers(dest="sends_command", metavar="ACTION")
+    reconcile = sends_actions.add_parser(
+        "reconcile", help="resolve claims whose sender died (never resent automatically)"
+    )
+    reconcile.add_argument("--date", required=True, dest="date")
+    choice = reconcile.add_mutually_exclusive_group(required=True)
+    choice.add_argument(
+        "--resend", action="store_true", help="let the next run send them again (same Message-ID)"
+    )
+    choice.add_argument(
+        "--mark-sent",
+        action="store_true",
+        help="record them as sent (the mail server's log shows delivery)",
+    )
+    reconcile.add_argument(
+        "--subscriber", action="append", metavar="EMAIL", help="only this subscriber (repeatable)"
+    )
+    reconcile.add_argument(
+        "--force", action="store_true", help="also take claims whose sender may still be alive"
+    )
+    reconcile.set_defaults(func=cmd_sends_reconcile)
+
+    commands.add_parser(
+        "doctor", help="check configuration, schema, schedulers and the send ledger"
+    ).set_defaults(func=cmd_doctor)
+
+    daemon = commands.add_parser(
+        "daemon", help="the production scheduler: dagster-daemon under an instance lock"
+    )
+    daemon.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the lock instead of exiting when another daemon holds it",
+    )
+    daemon.set_defaults(func=cmd_daemon)
+
+    web = commands.add_parser("web", help="serve the unsubscribe endpoint")
+    web.add_argument("--host", default="127.0.0.1")
+    web.add_argument("--port", type=int, default=8000)
+    web.set_defaults(func=cmd_web)
 
     commands.add_parser("demo", help="the bundled sample day, end to end").set_defaults(
         func=cmd_demo

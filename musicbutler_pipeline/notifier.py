@@ -11,16 +11,16 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from urllib.parse import quote
 
 from sqlalchemy import Engine
 
 from musicbutler_pipeline.domain.digest import render_digest
 from musicbutler_pipeline.domain.ledger import Claim, ClaimOutcome, SendLedger
 from musicbutler_pipeline.domain.models import Digest
+from musicbutler_pipeline.locks import ExclusiveLock
 from musicbutler_pipeline.mail.mailer import Mailer, MailError
 from musicbutler_pipeline.mail.message import build_message, message_id
-from musicbutler_pipeline.mail.unsubscribe import make_token
+from musicbutler_pipeline.mail.unsubscribe import unsubscribe_links
 from musicbutler_pipeline.warehouse.repository import iter_digests
 
 logger = logging.getLogger(__name__)
@@ -35,12 +35,11 @@ class MailIdentity:
     secret_key: bytes = field(repr=False)
 
     def unsubscribe_links(self, subscriber_id: int) -> tuple[str, str]:
-        token = make_token(subscriber_id, self.secret_key)
-        address = self.mail_from.rpartition("<")[2].rstrip(">").strip()
-        return (
-            f"{self.base_url}/unsubscribe/{token}",
-            f"mailto:{address}?subject={quote('unsubscribe ' + token)}",
+        """(one-click HTTPS URL, mailto) for the List-Unsubscribe header and the digest."""
+        links = unsubscribe_links(
+            subscriber_id, base_url=self.base_url, mail_from=self.mail_from, key=self.secret_key
         )
+        return links.url, links.mailto
 
 
 @dataclass(slots=True)
@@ -53,6 +52,7 @@ class NotifyReport:
     failed_before: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     release_groups_announced: int = 0
+    locked_by: str | None = None  # another process was sending this day: nothing was attempted
 
     @property
     def attempted(self) -> int:
@@ -66,9 +66,45 @@ def send_digests(
     mailer: Mailer,
     ledger: SendLedger,
     identity: MailIdentity,
+    lock: ExclusiveLock | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> NotifyReport:
+    """Send ``day``'s digests. With ``lock`` (the day's send lock), a process that finds another
+    one sending the day steps aside at once; without it, the ledger alone still guarantees that
+    nobody gets two emails, contenders just race subscriber by subscriber."""
     report = NotifyReport(day)
+    if lock is not None and not lock.try_acquire():
+        report.locked_by = lock.holder()
+        logger.warning("%s is being sent by %s: this process sends nothing", day, report.locked_by)
+        return report
+    try:
+        _send_all(
+            engine, day, mailer=mailer, ledger=ledger, identity=identity, clock=clock, report=report
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+    logger.info(
+        "%s: %d sent, %d already sent, %d being sent elsewhere, %d failed",
+        day,
+        report.sent,
+        report.already_sent,
+        report.in_progress,
+        report.failed,
+    )
+    return report
+
+
+def _send_all(
+    engine: Engine,
+    day: date,
+    *,
+    mailer: Mailer,
+    ledger: SendLedger,
+    identity: MailIdentity,
+    clock: Callable[[], datetime],
+    report: NotifyReport,
+) -> None:
     outcomes: Counter[ClaimOutcome] = Counter()
     with mailer:
         for digest in iter_digests(engine, day):
@@ -112,15 +148,6 @@ def send_digests(
     report.already_sent = outcomes[ClaimOutcome.ALREADY_SENT]
     report.in_progress = outcomes[ClaimOutcome.IN_PROGRESS]
     report.failed_before = outcomes[ClaimOutcome.FAILED_PERMANENT]
-    logger.info(
-        "%s: %d sent, %d already sent, %d being sent elsewhere, %d failed",
-        day,
-        report.sent,
-        report.already_sent,
-        report.in_progress,
-        report.failed,
-    )
-    return report
 
 
 def _record_failure(

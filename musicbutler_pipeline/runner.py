@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from dagster import DagsterInstance, Definitions
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, Definitions, RunsFilter
+from sqlalchemy.exc import SQLAlchemyError
 
+from musicbutler_pipeline.domain.ledger import process_alive
 from musicbutler_pipeline.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 JOB_NAME = "daily_drops_job"
+LAUNCHED_BY_TAG = "musicbutler/launched-by"
+HOST_TAG = "musicbutler/host"
+PID_TAG = "musicbutler/pid"
 
 
 @dataclass(frozen=True)
@@ -29,12 +35,74 @@ class RunSummary:
     def sent(self) -> int:
         return int(self.notifications.get("sent", 0))
 
+    @property
+    def locked_by(self) -> str:
+        return str(self.notifications.get("day_locked_by_another_process", ""))
+
 
 def dagster_instance(settings: Settings) -> DagsterInstance:
     """The instance in ``DAGSTER_HOME`` (created under ``MUSICBUTLER_HOME`` when unset)."""
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
     return DagsterInstance.get()
+
+
+def job_pools(definitions: Definitions) -> set[str]:
+    """The concurrency pools the daily job's steps sit in."""
+    job = definitions.resolve_job_def(JOB_NAME)
+    return {node.pool for node in job.graph.node_defs if getattr(node, "pool", None)}
+
+
+def ensure_pool_limits(instance: DagsterInstance, pools: set[str]) -> None:
+    """Give each pool a limit of 1 unless the operator set one: a pool has no limit until one is
+    set (`dagster instance concurrency set POOL 1` does the same by hand).
+
+    Done before any step runs, because Dagster's lazy initialisation of a pool's default limit
+    races when several runs start at once on a PostgreSQL instance.
+    """
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return
+    for pool in sorted(pools - storage.get_concurrency_keys()):
+        try:
+            storage.set_concurrency_slots(pool, 1)
+        except SQLAlchemyError:
+            # Another process initialised it at the same moment; its limit stands.
+            if pool not in storage.get_concurrency_keys():
+                raise
+        logger.info("concurrency pool %s limited to 1", pool)
+
+
+def dead_runs(instance: DagsterInstance) -> list[DagsterRun]:
+    """In-process runs started by `musicbutler run` on this host whose process is gone.
+
+    Nothing else watches them: the run stays STARTED and keeps its concurrency pool slot, so
+    the next run of the day would wait for that slot forever.
+    """
+    host = socket.gethostname()
+    runs = instance.get_runs(
+        filters=RunsFilter(
+            statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING],
+            tags={LAUNCHED_BY_TAG: "musicbutler run", HOST_TAG: host},
+        )
+    )
+    return [
+        run
+        for run in runs
+        if run.tags.get(PID_TAG, "").isdigit() and not process_alive(int(run.tags[PID_TAG]))
+    ]
+
+
+def reap_dead_runs(instance: DagsterInstance) -> list[str]:
+    """Mark dead in-process runs failed and free their pool slots. Returns their run ids."""
+    reaped = []
+    for run in dead_runs(instance):
+        instance.report_run_failed(
+            run, f"its process (pid {run.tags[PID_TAG]} on {run.tags[HOST_TAG]}) is gone"
+        )
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        reaped.append(run.run_id)
+    return reaped
 
 
 def run_day(
@@ -45,13 +113,20 @@ def run_day(
     log_level: str = "WARNING",
 ) -> RunSummary:
     """Materialize the four assets for ``day`` and report what the notification step did."""
+    ensure_pool_limits(instance, job_pools(definitions))
+    for run_id in reap_dead_runs(instance):
+        logger.warning("run %s died without finishing: marked failed, its pool slots freed", run_id)
     job = definitions.resolve_job_def(JOB_NAME)
     result = job.execute_in_process(
         partition_key=day.isoformat(),
         instance=instance,
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        tags={"musicbutler/launched-by": "musicbutler run"},
+        tags={
+            LAUNCHED_BY_TAG: "musicbutler run",
+            HOST_TAG: socket.gethostname(),
+            PID_TAG: str(os.getpid()),
+        },
     )
     notifications: dict[str, Any] = {}
     for materialization in result.asset_materializations_for_node("drop_notifications"):

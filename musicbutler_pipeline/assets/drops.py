@@ -5,6 +5,7 @@ from musicbutler_pipeline.assets.metadata import markdown_table
 from musicbutler_pipeline.assets.releases import artist_releases
 from musicbutler_pipeline.partitions import daily_partitions
 from musicbutler_pipeline.resources import WarehouseResource
+from musicbutler_pipeline.warehouse.dialect import serialized_write
 from musicbutler_pipeline.warehouse.repository import drop_stats, replace_drops, top_drops
 
 
@@ -20,7 +21,7 @@ from musicbutler_pipeline.warehouse.repository import drop_stats, replace_drops,
 )
 def user_drops(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     day = context.partition_time_window.start.date()
-    with warehouse.engine.begin() as connection:
+    with serialized_write(warehouse.engine, "user_drops") as connection:
         replace_drops(connection, day)
         stats = drop_stats(connection, day)
         top = top_drops(connection, day)

@@ -3,6 +3,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from musicbutler_pipeline.assets.drops import user_drops
 from musicbutler_pipeline.assets.metadata import markdown_table
 from musicbutler_pipeline.domain.ledger import Sender, SendLedger
+from musicbutler_pipeline.locks import send_lock
 from musicbutler_pipeline.notifier import send_digests
 from musicbutler_pipeline.partitions import daily_partitions
 from musicbutler_pipeline.resources import MailerResource, WarehouseResource
@@ -30,7 +31,12 @@ def drop_notifications(
     transport = mailer.open()
     context.log.info("sending %s digests through %s", day, transport.description)
     report = send_digests(
-        warehouse.engine, day, mailer=transport, ledger=ledger, identity=mailer.identity()
+        warehouse.engine,
+        day,
+        mailer=transport,
+        ledger=ledger,
+        identity=mailer.identity(),
+        lock=send_lock(warehouse.resolved_url(), day),
     )
     counts = ledger.state_counts(day)
     senders = ledger.senders(day)
@@ -44,6 +50,7 @@ def drop_notifications(
             "failed": report.failed,
             "skipped_failed_permanently_before": report.failed_before,
             "release_groups_announced": report.release_groups_announced,
+            "day_locked_by_another_process": report.locked_by or "",
             "ledger_sent_total": counts.get("sent", 0),
             "ledger_failed_total": counts.get("failed", 0),
             "ledger_claimed_total": counts.get("claimed", 0),

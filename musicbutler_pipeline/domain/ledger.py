@@ -24,13 +24,16 @@ from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
-from sqlalchemy import Engine, and_, func, select, update
+from sqlalchemy import Engine, and_, func, literal, select, update
 
 from musicbutler_pipeline import __version__
-from musicbutler_pipeline.warehouse.dialect import upsert_insert
+from musicbutler_pipeline.warehouse.dialect import as_utc, upsert_insert
 from musicbutler_pipeline.warehouse.schema import announcements, sends
 
 logger = logging.getLogger(__name__)
+
+# A claim this old without an outcome belongs to a sender that died (sends take seconds).
+STALE_AFTER = timedelta(minutes=30)
 
 
 @cache
@@ -265,16 +268,157 @@ class SendLedger:
             ).all()
         return [(host, version, run_id, count) for host, version, run_id, count in rows]
 
-    def stale_claims(self, older_than: timedelta, now: datetime | None = None) -> list[SendRow]:
-        """Claims never marked sent or failed, older than ``older_than``: a sender died."""
+    def unresolved_claims(
+        self, older_than: timedelta, now: datetime | None = None
+    ) -> list[tuple[SendRow, str]]:
+        """Claims whose sender is gone, with the reason: older than ``older_than``, or (at once)
+        claimed by a process on this host that no longer exists."""
         cutoff = (now or _now()) - older_than
+        this_host = socket.gethostname()
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(*(sends.c[name] for name in SendRow.__slots__))
-                .where(sends.c.state == "claimed", sends.c.claimed_at < cutoff)
+                .where(sends.c.state == "claimed")
                 .order_by(sends.c.partition_date, sends.c.subscriber_id)
             ).all()
-        return [SendRow(**row._mapping) for row in rows]
+        found = []
+        for row in (SendRow(**row._mapping) for row in rows):
+            if row.host == this_host and not process_alive(row.pid):
+                found.append((row, f"sender pid {row.pid} on {row.host} is gone"))
+            elif as_utc(row.claimed_at) < cutoff:
+                found.append((row, f"claimed {row.claimed_at:%Y-%m-%d %H:%M} UTC, never finished"))
+        return found
+
+    def reconcile(
+        self,
+        partition_date: date,
+        action: ReconcileAction,
+        *,
+        subscriber_ids: Iterable[int] | None = None,
+        include_live: bool = False,
+        operator: str = "operator",
+    ) -> ReconcileResult:
+        """Resolve the day's claims whose sender died (see ``unresolved_claims``).
+
+        ``RESEND`` makes them claimable again: the next run of the day sends them with the same
+        Message-ID, so a copy that did get through can be deduplicated downstream.
+        ``MARK_SENT`` records them as sent and announces their drops, for when the message is
+        known to have been delivered (the mail server's log shows it).
+        Claims whose sender may still be alive are left alone unless ``include_live``.
+        """
+        from musicbutler_pipeline.warehouse.schema import drops
+
+        wanted = None if subscriber_ids is None else set(subscriber_ids)
+        unresolved = {
+            row.subscriber_id
+            for row, _why in self.unresolved_claims(STALE_AFTER)
+            if row.partition_date == partition_date
+        }
+        claimed = [
+            row
+            for row in self.day(partition_date)
+            if row.state == "claimed" and (wanted is None or row.subscriber_id in wanted)
+        ]
+        live = [row for row in claimed if row.subscriber_id not in unresolved]
+        targets = [row.subscriber_id for row in claimed if include_live or row not in live]
+        if not targets:
+            return ReconcileResult(0, [] if include_live else live)
+        now = _now()
+        chosen = and_(
+            sends.c.partition_date == partition_date,
+            sends.c.subscriber_id.in_(targets),
+            sends.c.state == "claimed",
+        )
+        with self.engine.begin() as connection:
+            if action is ReconcileAction.RESEND:
+                result = connection.execute(
+                    update(sends)
+                    .where(chosen)
+                    .values(
+                        state="failed",
+                        permanent_failure=False,
+                        updated_at=now,
+                        error=f"sender died; released for resend by {operator}",
+                    )
+                )
+                return ReconcileResult(result.rowcount, [] if include_live else live)
+            result = connection.execute(
+                update(sends)
+                .where(chosen)
+                .values(
+                    state="sent",
+                    sent_at=now,
+                    updated_at=now,
+                    error=f"sender died; marked sent by {operator}",
+                )
+            )
+            announced = (
+                select(
+                    drops.c.subscriber_id,
+                    drops.c.release_group_mbid,
+                    drops.c.partition_date,
+                    sends.c.id,
+                    literal(now, type_=announcements.c.announced_at.type),
+                )
+                .select_from(
+                    drops.join(
+                        sends,
+                        and_(
+                            sends.c.subscriber_id == drops.c.subscriber_id,
+                            sends.c.partition_date == drops.c.partition_date,
+                        ),
+                    )
+                )
+                .where(drops.c.partition_date == partition_date, drops.c.subscriber_id.in_(targets))
+            )
+            connection.execute(
+                upsert_insert(connection, announcements)
+                .from_select(
+                    [
+                        "subscriber_id",
+                        "release_group_mbid",
+                        "partition_date",
+                        "send_id",
+                        "announced_at",
+                    ],
+                    announced,
+                )
+                .on_conflict_do_nothing(index_elements=["subscriber_id", "release_group_mbid"])
+            )
+            return ReconcileResult(result.rowcount, [] if include_live else live)
+
+    def duplicate_sends(self) -> list[tuple[date, int, int]]:
+        """(day, subscriber, rows) where a subscriber has more than one send row for a day. The
+        unique constraint forbids it: a non-empty answer means the schema was tampered with."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(sends.c.partition_date, sends.c.subscriber_id, func.count())
+                .group_by(sends.c.partition_date, sends.c.subscriber_id)
+                .having(func.count() > 1)
+            ).all()
+        return [(day, subscriber, count) for day, subscriber, count in rows]
+
+
+class ReconcileAction(enum.Enum):
+    RESEND = "resend"
+    MARK_SENT = "mark-sent"
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileResult:
+    changed: int
+    left_alone: list[SendRow]  # claims whose sender may still be alive
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    return True
 
 
 class LostClaim(RuntimeError):

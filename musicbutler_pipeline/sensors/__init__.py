@@ -1,7 +1,10 @@
 """Sensors that show the operator what went wrong."""
 
 from musicbutler_pipeline.sensors.failures import daily_drops_failure_sensor
+from musicbutler_pipeline.sensors.schedulers import build_duplicate_scheduler_sensor
 
-all_sensors = [daily_drops_failure_sensor]
+duplicate_scheduler_sensor = build_duplicate_scheduler_sensor()
 
-__all__ = ["all_sensors", "daily_drops_failure_sensor"]
+all_sensors = [daily_drops_failure_sensor, duplicate_scheduler_sensor]
+
+__all__ = ["all_sensors", "daily_drops_failure_sensor", "duplicate_scheduler_sensor"]

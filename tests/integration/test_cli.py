@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from musicbutler_pipeline.demo import SAMPLE_DIR
+from tests.fixtures.loopback import LoopbackServer, Reply
 
 EXPECTED = json.loads((SAMPLE_DIR / "expected.json").read_text())
 
@@ -85,11 +87,20 @@ def test_malformed_setting_stops_at_start_without_traceback(tmp_path: Path) -> N
     )
 
 
-def test_import_unsubscribe_run_and_ledger(tmp_path: Path) -> None:
+@pytest.fixture
+def listenbrainz_without_stats() -> Iterator[str]:
+    """ListenBrainz on loopback answering 204 (stats not computed yet) for every user."""
+    server = LoopbackServer()
+    server.handler = lambda _request: Reply(204, b"")
+    server.start()
+    yield f"{server.url}/1"
+    server.stop()
+
+
+def test_import_unsubscribe_run_and_ledger(tmp_path: Path, listenbrainz_without_stats: str) -> None:
     env = {
         "MUSICBUTLER_MUSICBRAINZ_URL": (SAMPLE_DIR / "musicbrainz").as_uri(),
-        # Nothing listens there: ListenBrainz is unreachable at once; libraries stay as imported.
-        "MUSICBUTLER_LISTENBRAINZ_URL": "http://127.0.0.1:9/1",
+        "MUSICBUTLER_LISTENBRAINZ_URL": listenbrainz_without_stats,
     }
     assert musicbutler("db", "upgrade", cwd=tmp_path).returncode == 0
     again = musicbutler("db", "upgrade", cwd=tmp_path)

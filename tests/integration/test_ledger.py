@@ -1,11 +1,18 @@
 """The send ledger's claim rules, on SQLite and PostgreSQL."""
 
+import socket
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, func, select
 
-from musicbutler_pipeline.domain.ledger import ClaimOutcome, LostClaim, Sender, SendLedger
+from musicbutler_pipeline.domain.ledger import (
+    ClaimOutcome,
+    LostClaim,
+    ReconcileAction,
+    Sender,
+    SendLedger,
+)
 from musicbutler_pipeline.warehouse.schema import announcements
 from tests.builders import add_subscriber, mbid
 
@@ -74,7 +81,46 @@ def test_stale_claims_are_the_old_unfinished_ones(engine: Engine) -> None:
     ledger = _ledger(engine, "run-1")
     _claim(ledger, ana)
     ledger.mark_sent(_claim(ledger, ben), DAY, ben, [mbid("rg:a")])
-    assert ledger.stale_claims(timedelta(minutes=30)) == []
+    assert ledger.unresolved_claims(timedelta(minutes=30)) == []
     an_hour_later = datetime.now(UTC) + timedelta(hours=1)
-    stale = ledger.stale_claims(timedelta(minutes=30), now=an_hour_later)
+    stale = [
+        row for row, _why in ledger.unresolved_claims(timedelta(minutes=30), now=an_hour_later)
+    ]
     assert [(row.subscriber_id, row.state) for row in stale] == [(ana, "claimed")]
+
+
+def test_reconcile_leaves_live_claims_alone_and_resends_dead_ones(engine: Engine) -> None:
+    ana = add_subscriber(engine, "ana@example.com")
+    dead = SendLedger(
+        engine, Sender(run_id="run-1", host=socket.gethostname(), pid=2**22 + 7, code_version="v1")
+    )
+    live = _ledger(engine, "run-2")  # another host: alive until its claim is 30 minutes old
+    ben = add_subscriber(engine, "ben@example.com")
+    _claim(dead, ana)
+    _claim(live, ben)
+    result = SendLedger(engine).reconcile(DAY, ReconcileAction.RESEND)
+    assert result.changed == 1
+    assert [row.subscriber_id for row in result.left_alone] == [ben]
+    retry = _ledger(engine, "run-3")
+    again = _claim(retry, ana)
+    assert again.outcome is ClaimOutcome.CLAIMED
+    row = {r.subscriber_id: r for r in retry.day(DAY)}[ana]
+    assert (row.attempts, row.message_id) == (2, "<m@x>")  # same Message-ID on the resend
+
+
+def test_reconcile_mark_sent_announces_the_days_drops(engine: Engine) -> None:
+    from musicbutler_pipeline.warehouse.repository import replace_drops
+    from tests.builders import follow, release_group, store_releases
+
+    ana = add_subscriber(engine, "ana@example.com")
+    follow(engine, ana, "Björk")
+    store_releases(engine, DAY, release_group("Utopia II", "Björk"))
+    with engine.begin() as connection:
+        replace_drops(connection, DAY)
+    _claim(_ledger(engine, "run-1"), ana)
+    result = SendLedger(engine).reconcile(DAY, ReconcileAction.MARK_SENT, include_live=True)
+    assert (result.changed, result.left_alone) == (1, [])
+    assert SendLedger(engine).day(DAY)[0].state == "sent"
+    with engine.connect() as connection:
+        announced = connection.execute(select(announcements.c.release_group_mbid)).scalars().all()
+    assert announced == [mbid("rg:Utopia II")]

@@ -1,0 +1,113 @@
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+
+from dagster import (
+    AssetCheckEvaluation,
+    AssetKey,
+    DefaultSensorStatus,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    sensor,
+)
+
+from musicbutler_pipeline.domain.ledger import code_version
+from musicbutler_pipeline.monitoring import (
+    DUPLICATE_SCHEDULER,
+    alert_email,
+    claim_alert,
+    daemon_pid,
+    heartbeat_ids_alternate,
+    overlapping,
+    recent_presences,
+    record_presence,
+)
+from musicbutler_pipeline.resources import MailerResource, WarehouseResource
+from musicbutler_pipeline.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SINGLE_SCHEDULER_CHECK = "single_scheduler"
+HISTORY = 12  # heartbeat owners remembered in the cursor
+
+
+def build_duplicate_scheduler_sensor(minimum_interval_seconds: int = 30) -> SensorDefinition:
+    """A sensor, on by default, that alerts when two scheduler daemons share the instance."""
+    window = timedelta(seconds=max(4 * minimum_interval_seconds, 120))
+
+    @sensor(
+        name="duplicate_scheduler_sensor",
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=(
+            "Alerts (ERROR log, failed `single_scheduler` check, e-mail to "
+            "MUSICBUTLER_OPERATOR_EMAIL at most once an hour) when two scheduler daemons run on "
+            "one instance: each would fire every schedule tick."
+        ),
+    )
+    def duplicate_scheduler_sensor(
+        context: SensorEvaluationContext, warehouse: WarehouseResource, mailer: MailerResource
+    ) -> SensorResult:
+        now = datetime.now(UTC)
+        engine = warehouse.engine
+        record_presence(engine, pid=daemon_pid(), code_version=code_version(), now=now)
+        concurrent = overlapping(recent_presences(engine, since=now - window))
+
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        owners: list[str] = cursor.get("heartbeat_owners", [])
+        heartbeat = context.instance.get_daemon_heartbeats().get("SCHEDULER")
+        if heartbeat is not None and (not owners or owners[-1] != heartbeat.daemon_id):
+            owners = [*owners, heartbeat.daemon_id][-HISTORY:]
+        alternating = heartbeat_ids_alternate(owners)
+
+        problem = None
+        if concurrent:
+            problem = f"{len(concurrent)} scheduler daemons are running on this instance: " + (
+                "; ".join(p.describe() for p in concurrent)
+            )
+        elif alternating:
+            problem = (
+                "the SCHEDULER heartbeat keeps changing hands between daemon ids "
+                f"{', '.join(sorted(set(owners)))}: more than one scheduler daemon is running"
+            )
+        was_failing = cursor.get("failing", False)
+        events = []
+        if problem:
+            context.log.error("DUPLICATE SCHEDULER: %s", problem)
+            if claim_alert(engine, DUPLICATE_SCHEDULER, problem, now=now):
+                _email_operator(mailer, problem, now)
+        if problem or was_failing:
+            events.append(
+                AssetCheckEvaluation(
+                    asset_key=AssetKey("drop_notifications"),
+                    check_name=SINGLE_SCHEDULER_CHECK,
+                    passed=problem is None,
+                    metadata={"finding": problem or "one scheduler again"},
+                )
+            )
+        new_cursor = {"heartbeat_owners": owners, "failing": problem is not None}
+        return SensorResult(cursor=json.dumps(new_cursor), asset_events=events)
+
+    return duplicate_scheduler_sensor
+
+
+def _email_operator(mailer: MailerResource, problem: str, now: datetime) -> None:
+    settings = Settings.from_env()
+    if not settings.operator_email:
+        logger.warning("MUSICBUTLER_OPERATOR_EMAIL is not set: the operator gets no e-mail")
+        return
+    message = alert_email(
+        mail_from=mailer.mail_from or settings.mail_from,
+        to=settings.operator_email,
+        subject="two schedulers are running",
+        body=(
+            f"{problem}\n\nEvery schedule tick is launched once per scheduler. The send ledger "
+            "keeps subscribers from getting two emails, but stop the extra daemon: only "
+            "`musicbutler daemon` (which takes the instance lock) should run the scheduler.\n"
+            "`musicbutler doctor` shows the current state.\n"
+        ),
+        now=now,
+    )
+    with mailer.open() as transport:
+        transport.send(message)

@@ -1,0 +1,33 @@
+"""The project's definitions with a schedule that ticks every minute and a fast sensor, so the
+two-scheduler drill sees ticks and detection in a test's time."""
+
+from dagster import DefaultScheduleStatus, RunRequest, ScheduleDefinition, ScheduleEvaluationContext
+
+from musicbutler_pipeline.definitions import build_definitions
+from musicbutler_pipeline.jobs import daily_drops_job
+from musicbutler_pipeline.sensors import daily_drops_failure_sensor
+from musicbutler_pipeline.sensors.schedulers import build_duplicate_scheduler_sensor
+
+SENSOR_INTERVAL_SECONDS = 5
+
+
+def _sample_day(_context: ScheduleEvaluationContext) -> RunRequest:
+    return RunRequest(partition_key="2026-11-23")
+
+
+every_minute = ScheduleDefinition(
+    name="drill_every_minute",
+    cron_schedule="* * * * *",
+    execution_timezone="UTC",
+    job=daily_drops_job,
+    execution_fn=_sample_day,
+    default_status=DefaultScheduleStatus.RUNNING,
+)
+
+defs = build_definitions(
+    schedules=[every_minute],
+    sensors=[
+        daily_drops_failure_sensor,
+        build_duplicate_scheduler_sensor(minimum_interval_seconds=SENSOR_INTERVAL_SECONDS),
+    ],
+)

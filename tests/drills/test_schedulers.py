@@ -1,0 +1,133 @@
+"""Drills: two schedulers on one instance."""
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from sqlalchemy import select
+
+from musicbutler_pipeline.warehouse.dialect import as_utc
+from musicbutler_pipeline.warehouse.schema import operator_alerts, scheduler_presence
+from tests.drills.drill_definitions import SENSOR_INTERVAL_SECONDS
+from tests.drills.environment import Drill, output, wait_for
+from tests.drills.sink import Sink
+
+EMAILS_OWED = 38
+FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+
+
+def _children(pid: int) -> list[str]:
+    """Command lines of a process's children."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found.append(Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+    return found
+
+
+def _instance(drill: Drill, monkeypatch: pytest.MonkeyPatch) -> DagsterInstance:
+    monkeypatch.setenv("MUSICBUTLER_DAGSTER_POSTGRES_URL", drill.instance_url)
+    return DagsterInstance.from_config(str(drill.dagster_home))
+
+
+def test_second_musicbutler_daemon_never_starts_a_scheduler(drill: Drill) -> None:
+    first = drill.start("musicbutler", "-v", "daemon")
+    wait_for(lambda: "instance lock taken" in output(first), timeout=60, what="first daemon")
+    wait_for(
+        lambda: any("dagster-daemon run" in c for c in _children(first.pid)),
+        timeout=30,
+        what="the first daemon's dagster-daemon",
+    )
+
+    second = drill.start("musicbutler", "-v", "daemon")
+    assert second.wait(timeout=60) == 1
+    assert "another scheduler holds this instance's lock" in output(second)
+    assert "starting" not in output(second).replace("not starting", "")
+
+    waiting = drill.start("musicbutler", "-v", "daemon", "--wait")
+    wait_for(lambda: "waiting" in output(waiting), timeout=60, what="the third daemon waiting")
+    assert not _children(waiting.pid) or not any(
+        "dagster-daemon" in c for c in _children(waiting.pid)
+    )
+    os.killpg(first.pid, signal.SIGTERM)
+    assert first.wait(timeout=60) is not None
+    wait_for(
+        lambda: "instance lock taken" in output(waiting),
+        timeout=60,
+        what="the waiting daemon to take over",
+    )
+    print(
+        f"\ntwo musicbutler daemons: second exited {second.returncode} without a scheduler; "
+        "--wait took over after the first stopped"
+    )
+
+
+def test_two_dagster_daemons_still_send_once_and_are_detected(
+    drill: Drill, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bypassing our lock: two plain dagster-daemon processes with a schedule ticking each
+    minute. Both fire every tick; the ledger keeps it to one email each; the sensor alerts."""
+    drill.extra_env["MUSICBUTLER_OPERATOR_EMAIL"] = "ops@example.org"
+    command = ("dagster-daemon", "run", "-m", "tests.drills.drill_definitions")
+    first = drill.start(*command)
+
+    def presences() -> list:
+        with drill.engine.connect() as connection:
+            return connection.execute(select(scheduler_presence)).all()
+
+    wait_for(lambda: len(presences()) == 1, timeout=120, what="the first daemon's sensor tick")
+    second = drill.start(*command)
+    [second_seen] = wait_for(
+        lambda: [p for p in presences() if p.daemon_pid == second.pid],
+        timeout=120,
+        what="the second daemon's sensor tick",
+    )
+
+    def alert():
+        with drill.engine.connect() as connection:
+            return connection.execute(select(operator_alerts)).first()
+
+    raised = wait_for(alert, timeout=120, what="the duplicate-scheduler alert")
+    delay = (as_utc(raised.created_at) - as_utc(second_seen.first_seen)).total_seconds()
+    print(
+        f"\ndetection: alert {delay:.1f}s after the second daemon's first sensor tick "
+        f"(sensor interval {SENSOR_INTERVAL_SECONDS}s)"
+    )
+    assert delay <= 2 * SENSOR_INTERVAL_SECONDS + 5
+
+    instance = _instance(drill, monkeypatch)
+
+    def finished_scheduled_runs() -> list:
+        runs = instance.get_runs(
+            filters=RunsFilter(tags={"dagster/schedule_name": "drill_every_minute"})
+        )
+        return [run for run in runs if run.status in FINISHED]
+
+    done = wait_for(
+        lambda: len(finished_scheduled_runs()) >= 2 and finished_scheduled_runs(),
+        timeout=240,
+        what="two scheduled runs to finish",
+        interval=1,
+    )
+    for process in (first, second):
+        os.killpg(process.pid, signal.SIGTERM)
+    for process in (first, second):
+        process.wait(timeout=60)
+
+    received = sink.handler.per_recipient()
+    alerts = sink.handler.per_recipient(subject_prefix="[MusicButler]")
+    print(
+        f"two dagster-daemons: {len(done)} scheduled runs finished, {EMAILS_OWED} owed, "
+        f"{sum(received.values())} received, max per recipient {max(received.values())}, "
+        f"operator e-mails {sum(alerts.values())}"
+    )
+    assert len(received) == EMAILS_OWED and set(received.values()) == {1}
+    assert {run.status for run in done} == {DagsterRunStatus.SUCCESS}, [
+        (run.run_id, run.status) for run in done
+    ]
+    assert alerts == {"ops@example.org": 1}
+    rows = drill.ledger()
+    assert len({row.run_id for row in rows}) == 1 and {row.state for row in rows} == {"sent"}
+    instance.dispose()
