@@ -7,7 +7,8 @@ of the code never handles raw dicts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +90,22 @@ class FetchReport:
     requests: int = 0
     source: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+class SourcePage(Protocol):
+    """One page of a source's response as received, or as the warehouse gives it back."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def query(self) -> str: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def record_count(self) -> int: ...
+    @property
+    def total_count(self) -> int: ...
+    @property
+    def fetched_at(self) -> datetime: ...

@@ -33,13 +33,18 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
 from musicbutler_pipeline import __version__
-from musicbutler_pipeline.domain.models import CreditedArtist, FetchReport, ReleaseGroup
+from musicbutler_pipeline.domain.models import (
+    CreditedArtist,
+    FetchReport,
+    ReleaseGroup,
+    SourcePage,
+)
 from musicbutler_pipeline.domain.rules import InvalidInput, exact_release_date, normalize_mbid
 from musicbutler_pipeline.sources.http import (
     SYSTEM_CLOCK,
@@ -361,27 +366,8 @@ class MusicBrainzClient:
         return self.fetch_window(start, end)
 
 
-class StoredPageLike(Protocol):
-    """A page as the warehouse gives it back (``repository.StoredPage``)."""
-
-    @property
-    def url(self) -> str: ...
-    @property
-    def query(self) -> str: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def body(self) -> bytes: ...
-    @property
-    def record_count(self) -> int: ...
-    @property
-    def total_count(self) -> int: ...
-    @property
-    def fetched_at(self) -> datetime: ...
-
-
 def rederive(
-    pages: Iterable[StoredPageLike],
+    pages: Iterable[SourcePage],
     day: date,
     *,
     lookback_days: int,

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import groupby
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -33,6 +33,7 @@ from musicbutler_pipeline.domain.models import (
     Digest,
     DigestArtist,
     ReleaseGroup,
+    SourcePage,
     Subscriber,
 )
 from musicbutler_pipeline.warehouse.dialect import upsert_insert
@@ -409,25 +410,6 @@ def unsent_owed(connection: Connection, since: date) -> list[tuple[date, str, st
 
 
 # --- Raw source pages, and which partition owns a release group (the lookback window) ---------
-
-
-class SourcePage(Protocol):
-    """One page of a source response as received (``sources.musicbrainz.RawPage`` is one)."""
-
-    @property
-    def url(self) -> str: ...
-    @property
-    def query(self) -> str: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def body(self) -> bytes: ...
-    @property
-    def record_count(self) -> int: ...
-    @property
-    def total_count(self) -> int: ...
-    @property
-    def fetched_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True, slots=True)
