@@ -5,8 +5,9 @@ from musicbutler_pipeline.assets.metadata import markdown_table
 from musicbutler_pipeline.assets.releases import artist_releases
 from musicbutler_pipeline.partitions import daily_partitions
 from musicbutler_pipeline.resources import WarehouseResource
-from musicbutler_pipeline.warehouse.dialect import serialized_write
+from musicbutler_pipeline.warehouse.dialect import refresh_statistics, serialized_write
 from musicbutler_pipeline.warehouse.repository import drop_stats, replace_drops, top_drops
+from musicbutler_pipeline.warehouse.schema import drops
 
 
 @asset(
@@ -26,6 +27,7 @@ def user_drops(context: AssetExecutionContext, warehouse: WarehouseResource) -> 
         stats = drop_stats(connection, day)
         top = top_drops(connection, day)
     context.log.info("%s: %d drops for %d subscribers", day, stats.drops, stats.subscribers)
+    refresh_statistics(warehouse.engine, drops)
     return MaterializeResult(
         metadata={
             "drops": stats.drops,

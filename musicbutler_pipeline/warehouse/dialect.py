@@ -45,6 +45,18 @@ def serialized_write(engine: Engine, name: str) -> Iterator[Connection]:
         yield connection
 
 
+def refresh_statistics(engine: Engine, table: Table) -> None:
+    """Update the planner's statistics for ``table`` now (PostgreSQL).
+
+    A day's drops (~450k rows at 100,000 subscribers) stay under autovacuum's 10% threshold, so
+    without this the mailer's batched reads plan against stale statistics: measured by
+    benchmarks/scale.py, streaming all digests took 94 s instead of 27 s.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            connection.execute(text(f"ANALYZE {table.name}"))
+
+
 def as_utc(moment: datetime) -> datetime:
     """SQLite hands timestamps back without their zone; they were all written in UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

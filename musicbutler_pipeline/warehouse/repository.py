@@ -245,7 +245,9 @@ def iter_digests(engine: Engine, day: date, *, batch_size: int = 500) -> Iterato
     """Each subscriber's digest for ``day``, streamed in subscriber-id order.
 
     Reads in batches of subscribers (keyset pagination), each in its own short transaction, so
-    memory stays flat in the number of subscribers and no long read blocks the ledger's writes.
+    memory stays flat in the number of subscribers and no long read holds back the ledger's
+    writes. (On SQLite every transaction, reads included, begins IMMEDIATE, so each batch read
+    briefly queues the ledger's writes; on PostgreSQL reads never block them.)
     """
     last_id = 0
     while True:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from musicbutler_pipeline.assets import daily_assets
 from musicbutler_pipeline.checks import daily_checks
@@ -84,6 +84,13 @@ def test_sample_day_sends_exactly_the_expected_digests(
         linked = {rg for rg in EXPECTED["pool_release_groups_on_day"] if rg in html}
         assert linked == set(EXPECTED["digest_release_groups"][recipient]), recipient
     assert len({m["Message-ID"] for m in messages}) == len(messages)
+    if sample_warehouse.dialect.name == "postgresql":
+        # user_drops refreshes the planner's statistics for the day it just wrote.
+        with sample_warehouse.connect() as connection:
+            analyzed = connection.execute(
+                text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'drops'")
+            ).scalar_one()
+        assert analyzed is not None
 
 
 def test_rerun_sends_nothing_and_unsubscribed_get_nothing(
