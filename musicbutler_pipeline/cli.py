@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError
 
 from musicbutler_pipeline import __version__
 from musicbutler_pipeline.domain.rules import InvalidInput, normalize_email, parse_partition_date
-from musicbutler_pipeline.settings import Settings, SettingsError
+from musicbutler_pipeline.settings import Settings, SettingsError, display_url
 
 if TYPE_CHECKING:
     from musicbutler_pipeline.runner import RunSummary
@@ -61,7 +62,7 @@ def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
     before = current_revision(engine)
     upgrade(engine)
     after = current_revision(engine)
-    where = engine.url.render_as_string(hide_password=True)
+    where = display_url(settings.warehouse_url)
     print(f"warehouse {where}: schema at {after}" + ("" if before != after else " (unchanged)"))
     return EXIT_OK
 
@@ -259,7 +260,7 @@ def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_demo(settings: Settings, _args: argparse.Namespace) -> int:
     from musicbutler_pipeline.demo import SAMPLE_DAY, run_demo, ui_command
 
-    print(f"MusicButler demo: the sample day {SAMPLE_DAY} on {settings.warehouse_url}")
+    print(f"MusicButler demo: the sample day {SAMPLE_DAY} on {display_url(settings.warehouse_url)}")
     result = run_demo(settings)
     for report, what in ((result.subscribers, "subscribers"), (result.library, "follows")):
         print(f"  imported {report.inserted} {what} ({report.unchanged} already there)")
@@ -369,6 +370,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"musicbutler: {exc}", file=sys.stderr)
         return exc.code
+    except OperationalError as exc:
+        # The database is unreachable or refuses us: say so in one line. The driver's message
+        # names host, port and user, never the password; the traceback is there with -v.
+        logger.info("database error", exc_info=True)
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        print(f"musicbutler: cannot use the database: {reason}", file=sys.stderr)
+        return EXIT_PROBLEM
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from musicbutler_pipeline.monitoring import (
     overlapping,
     recent_presences,
 )
-from musicbutler_pipeline.settings import Settings
+from musicbutler_pipeline.settings import Settings, display_url
 from musicbutler_pipeline.warehouse.engine import make_engine
 from musicbutler_pipeline.warehouse.migrate import current_revision, head_revision
 
@@ -39,8 +39,8 @@ def diagnose(settings: Settings, now: datetime | None = None) -> list[Finding]:
         Finding(
             "ok",
             f"configuration: warehouse {_safe(settings.warehouse_url)}, "
-            f"mail {settings.mail_url.split(':', 1)[0]}://…, "
-            f"MusicBrainz {settings.musicbrainz_url}",
+            f"mail {_safe(settings.mail_url)}, "
+            f"MusicBrainz {_safe(settings.musicbrainz_url)}",
         )
     ]
     engine = make_engine(settings.warehouse_url)
@@ -158,6 +158,5 @@ def _scheduler_findings(settings: Settings, engine: Engine, now: datetime) -> li
 
 
 def _safe(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+    """Every URL doctor shows goes through here: passwords never reach its output."""
+    return display_url(url)

@@ -7,19 +7,27 @@ needs it stops with a message naming the variable.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 MAIL_SCHEMES = ("smtp", "smtps", "file", "console")
+# HMAC-SHA256 keys shorter than this are guessable; 16 characters is the documented floor.
+MIN_SECRET_KEY_LENGTH = 16
+_HIDDEN = "***"
+_BAD_PORT = "the port is not a number between 1 and 65535"
+# Query options whose values are secrets in some driver's URL (libpq's ?password=, for one).
+_SECRET_OPTION_WORDS = ("pass", "secret", "token", "key", "auth")
 
 
 class SettingsError(ValueError):
@@ -102,27 +110,94 @@ def secret_key(home: Path, env: Mapping[str, str] | None = None) -> bytes:
     """The signing key for unsubscribe links.
 
     ``MUSICBUTLER_SECRET_KEY`` in production. For local use a random key is created once in
-    ``$MUSICBUTLER_HOME/secret_key`` (mode 0600), so links keep working across runs.
+    ``$MUSICBUTLER_HOME/secret_key`` (mode 0600), so links keep working across runs. A key
+    shorter than ``MIN_SECRET_KEY_LENGTH`` is refused wherever it comes from: an empty key would
+    let anyone forge unsubscribe links.
     """
     env = os.environ if env is None else env
-    configured = env.get("MUSICBUTLER_SECRET_KEY", "")
+    configured = env.get("MUSICBUTLER_SECRET_KEY", "").strip()
     if configured:
-        if len(configured) < 16:
-            raise SettingsError("MUSICBUTLER_SECRET_KEY", "must be at least 16 characters long")
+        if len(configured) < MIN_SECRET_KEY_LENGTH:
+            raise SettingsError(
+                "MUSICBUTLER_SECRET_KEY",
+                f"must be at least {MIN_SECRET_KEY_LENGTH} characters long",
+            )
         return configured.encode()
     key_file = home / "secret_key"
-    if not key_file.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(secrets.token_urlsafe(32))
-    return key_file.read_text().strip().encode()
+    try:
+        stored = key_file.read_bytes()
+    except FileNotFoundError:
+        stored = _create_key_file(key_file)
+    key = stored.strip()
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        raise SettingsError(
+            str(key_file),
+            f"holds a key of {len(key)} characters, at least {MIN_SECRET_KEY_LENGTH} are "
+            "needed: delete the file to have a new key made (links already sent stop working) "
+            "or set MUSICBUTLER_SECRET_KEY",
+        )
+    return key
+
+
+def _create_key_file(key_file: Path) -> bytes:
+    """Write a new random key to ``key_file`` unless another process got there first; either
+    way return the key that is now in the file.
+
+    The key is written whole to a private temporary file which is then hard-linked into place:
+    the link fails if the file exists, so concurrent first starts agree on one key, and nobody
+    ever reads a half-written (or empty) file.
+    """
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=key_file.parent, prefix=".secret_key.")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:  # mkstemp creates it with mode 0600
+            handle.write(secrets.token_urlsafe(32).encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, key_file)
+    finally:
+        os.unlink(temporary)
+    return key_file.read_bytes()
+
+
+def display_url(value: str) -> str:
+    """``value`` as it may be shown in a message, a log line or ``doctor``: any password replaced
+    by ``***``. A value that does not parse as ``scheme://…`` is never echoed, because where its
+    password starts cannot be told."""
+    unshown = "(value not shown: not a well-formed URL)"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return unshown
+    if not parts.scheme or not value.startswith(f"{parts.scheme}://"):
+        return unshown
+    # An "@" after the host means a password with a "/", "?" or "#" in it split the URL.
+    if "@" in parts.path + parts.query + parts.fragment:
+        return unshown
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    if parts.username is not None:
+        user = parts.username + (f":{_HIDDEN}" if parts.password is not None else "")
+        netloc = f"{user}@{netloc}"
+    query = urlencode(
+        [
+            (name, _HIDDEN if any(word in name.lower() for word in _SECRET_OPTION_WORDS) else v)
+            for name, v in parse_qsl(parts.query, keep_blank_values=True)
+        ],
+        safe="/:*",
+    )
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def _check_url(variable: str, value: str, schemes: tuple[str, ...]) -> None:
+    # The value is not repeated in these messages: a malformed URL may hold a password.
     scheme = urlsplit(value).scheme
-    if not scheme or "://" not in value:
-        raise SettingsError(variable, f"{value!r} is not a URL (it has no scheme://)")
+    if not scheme or not value.startswith(f"{scheme}://"):
+        raise SettingsError(variable, "not a URL (it has no scheme://)")
     if scheme not in schemes:
         raise SettingsError(
             variable, f"scheme {scheme!r} is not supported (use one of: {', '.join(schemes)})"
@@ -140,14 +215,30 @@ def _check_mail_options(mail_url: str) -> None:
 
 
 def _check_sqlalchemy_url(variable: str, value: str) -> None:
+    # Neither the value nor SQLAlchemy's message (which quotes it) is repeated: it may hold a
+    # password.
     if "://" not in value:
-        raise SettingsError(variable, f"{value!r} is not a URL (it has no scheme://)")
+        raise SettingsError(variable, "not a URL (it has no scheme://)")
+    try:
+        urlsplit(value).port  # noqa: B018 - raises on a port that is not a number or too big
+    except ValueError:
+        raise SettingsError(variable, _BAD_PORT) from None
     try:
         url = make_url(value)
-    except ArgumentError as exc:
-        raise SettingsError(variable, f"not a database URL ({exc})") from None
+    except (ArgumentError, ValueError):
+        raise SettingsError(
+            variable, "not a database URL (expected dialect://user:password@host:port/database)"
+        ) from None
     if url.get_backend_name() not in ("sqlite", "postgresql"):
         raise SettingsError(variable, f"{url.get_backend_name()!r} is not supported")
+    try:
+        url.get_dialect()
+    except ArgumentError:
+        raise SettingsError(
+            variable, f"not a database URL: no SQLAlchemy driver {url.drivername!r}"
+        ) from None
+    if url.port is not None and not 0 < url.port < 65536:
+        raise SettingsError(variable, _BAD_PORT)
 
 
 def _positive_float(variable: str, value: str | None, default: float = 1.0) -> float:
