@@ -30,6 +30,10 @@ from musicbutler_pipeline.warehouse.dialect import advisory_key
 logger = logging.getLogger(__name__)
 
 
+class LockLost(RuntimeError):
+    """A lock this process held is no longer held: whoever checks must stop what it guards."""
+
+
 class ExclusiveLock(ABC):
     """A named, non-reentrant, process-wide exclusive lock."""
 
@@ -49,6 +53,18 @@ class ExclusiveLock(ABC):
     def is_healthy(self) -> bool:
         """Whether a held lock is still held (a database connection may drop)."""
         return True
+
+    def ensure_held(self) -> None:
+        """Raise LockLost unless this process still holds the lock.
+
+        An advisory lock lives as long as its connection: when the server terminates that
+        backend, or the network drops it, another process can take the lock at once.
+        """
+        if not self.is_healthy():
+            raise LockLost(
+                f"the lock {self.name} is no longer held (its database connection died): "
+                "another process may have taken it"
+            )
 
     def acquire(self, *, wait: bool, poll_seconds: float = 2.0) -> bool:
         while True:
@@ -140,6 +156,12 @@ class AdvisoryLock(ExclusiveLock):
             connection.close()
         return bool(acquired)
 
+    def _lock_ids(self) -> tuple[int, int]:
+        """How pg_locks shows a one-bigint advisory lock: the key's high and low 32 bits as
+        (classid, objid), with objsubid 1. Split here because the key may be negative."""
+        unsigned = self.key & 0xFFFFFFFFFFFFFFFF
+        return unsigned >> 32, unsigned & 0xFFFFFFFF
+
     def is_healthy(self) -> bool:
         if self._connection is None:
             return False
@@ -148,8 +170,8 @@ class AdvisoryLock(ExclusiveLock):
                 cursor.execute(
                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                     "AND pid = pg_backend_pid() AND granted "
-                    "AND ((classid::bigint << 32) | objid::bigint) = %s",
-                    (self.key & 0xFFFFFFFFFFFFFFFF,),
+                    "AND classid = %s AND objid = %s AND objsubid = 1",
+                    self._lock_ids(),
                 )
                 (held,) = cursor.fetchone()
         except psycopg2.Error:
@@ -160,10 +182,11 @@ class AdvisoryLock(ExclusiveLock):
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        with contextlib.suppress(psycopg2.Error):
-            with connection.cursor() as cursor:
+        try:
+            with contextlib.suppress(psycopg2.Error), connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
-            connection.close()
+        finally:
+            connection.close()  # also when the connection died: the lock went with it
 
     def holder(self) -> str:
         try:
@@ -176,8 +199,8 @@ class AdvisoryLock(ExclusiveLock):
                     "SELECT a.application_name, a.client_addr, a.backend_start "
                     "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
                     "WHERE l.locktype = 'advisory' AND l.granted "
-                    "AND ((l.classid::bigint << 32) | l.objid::bigint) = %s",
-                    (self.key & 0xFFFFFFFFFFFFFFFF,),
+                    "AND l.classid = %s AND l.objid = %s AND l.objsubid = 1",
+                    self._lock_ids(),
                 )
                 row = cursor.fetchone()
         finally:

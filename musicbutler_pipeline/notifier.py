@@ -79,7 +79,14 @@ def send_digests(
         return report
     try:
         _send_all(
-            engine, day, mailer=mailer, ledger=ledger, identity=identity, clock=clock, report=report
+            engine,
+            day,
+            mailer=mailer,
+            ledger=ledger,
+            identity=identity,
+            clock=clock,
+            report=report,
+            lock=lock,
         )
     finally:
         if lock is not None:
@@ -104,10 +111,15 @@ def _send_all(
     identity: MailIdentity,
     clock: Callable[[], datetime],
     report: NotifyReport,
+    lock: ExclusiveLock | None = None,
 ) -> None:
     outcomes: Counter[ClaimOutcome] = Counter()
     with mailer:
         for digest in iter_digests(engine, day):
+            if lock is not None:
+                # Before each claim: a sender whose lock died stops here (LockLost). The ledger
+                # still keeps every subscriber to one email; the lock keeps senders to one.
+                lock.ensure_held()
             unsubscribe_url, unsubscribe_mailto = identity.unsubscribe_links(digest.subscriber.id)
             digest = replace(
                 digest, unsubscribe_url=unsubscribe_url, unsubscribe_mailto=unsubscribe_mailto

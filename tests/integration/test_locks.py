@@ -65,3 +65,45 @@ def test_warehouse_locks_follow_the_backend(tmp_path: Path) -> None:
         holding(warehouse_lock(f"sqlite:///{tmp_path / 'w.db'}", "send-2026-11-23")) as second,
     ):
         assert acquired and not second
+
+
+def test_advisory_lock_health_and_holder_for_negative_keys(postgres_url: str) -> None:
+    # The day's send lock hashes to a negative bigint: pg_locks shows it as two unsigned halves.
+    lock = send_lock(postgres_url, "2026-11-23")
+    assert isinstance(lock, AdvisoryLock) and lock.key < 0
+    assert lock.try_acquire()
+    try:
+        assert lock.is_healthy()
+        lock.ensure_held()
+        assert f"pid {__import__('os').getpid()}" in send_lock(postgres_url, "2026-11-23").holder()
+    finally:
+        lock.release()
+
+
+def test_advisory_lock_is_lost_when_its_backend_is_terminated(postgres_url: str) -> None:
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    from musicbutler_pipeline.locks import LockLost
+
+    lock = AdvisoryLock(postgres_url, "terminated")
+    assert lock.try_acquire()
+    admin = psycopg2.connect(make_url(postgres_url).render_as_string(hide_password=False))
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name LIKE 'musicbutler terminated pid %%'"
+            )
+            assert cursor.rowcount == 1
+        assert not lock.is_healthy()
+        with pytest.raises(LockLost, match="terminated is no longer held"):
+            lock.ensure_held()
+        # The lock went with the backend: another process takes it at once.
+        other = AdvisoryLock(postgres_url, "terminated")
+        assert other.try_acquire()
+        other.release()
+    finally:
+        lock.release()
+        admin.close()
