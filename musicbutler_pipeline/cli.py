@@ -249,12 +249,26 @@ def cmd_daemon(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
-    from musicbutler_pipeline.mail.web import serve
+    from musicbutler_pipeline.mail.web import CannotListen, ServerLimits, serve
 
     logging.getLogger().setLevel(logging.INFO)  # the access log is the point of a server's output
     _engine(settings).dispose()  # refuse early, with one line, when the schema is missing
-    serve(settings, args.host, args.port)
+    limits = ServerLimits(connection_limit=args.connection_limit, idle_timeout=args.idle_timeout)
+    try:
+        serve(settings, args.host, args.port, limits)
+    except CannotListen as exc:
+        raise CommandError(f"web: {exc}") from None
     return EXIT_OK
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value!r}")
+    return number
 
 
 def cmd_demo(settings: Settings, _args: argparse.Namespace) -> int:
@@ -347,6 +361,19 @@ def build_parser() -> argparse.ArgumentParser:
     web = commands.add_parser("web", help="serve the unsubscribe endpoint")
     web.add_argument("--host", default="127.0.0.1")
     web.add_argument("--port", type=int, default=8000)
+    web.add_argument(
+        "--connection-limit",
+        type=_positive_int,
+        default=100,
+        help="most client connections open at once; more wait to be accepted (default 100)",
+    )
+    web.add_argument(
+        "--idle-timeout",
+        type=_positive_int,
+        default=10,
+        metavar="SECONDS",
+        help="close a connection idle this long (default 10)",
+    )
     web.set_defaults(func=cmd_web)
 
     commands.add_parser("demo", help="the bundled sample day, end to end").set_defaults(
