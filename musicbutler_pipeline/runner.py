@@ -7,8 +7,10 @@ import os
 import socket
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
+import filelock
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, Definitions, RunsFilter
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -40,11 +42,22 @@ class RunSummary:
         return str(self.notifications.get("day_locked_by_another_process", ""))
 
 
+INSTANCE_LOCK_FILE = ".musicbutler-instance.lock"
+
+
 def dagster_instance(settings: Settings) -> DagsterInstance:
-    """The instance in ``DAGSTER_HOME`` (created under ``MUSICBUTLER_HOME`` when unset)."""
+    """The instance in ``DAGSTER_HOME`` (created under ``MUSICBUTLER_HOME`` when unset).
+
+    Opened under a file lock in ``DAGSTER_HOME``: opening a new SQLite-backed instance creates
+    and stamps its tables, and two processes doing that at once crash ("table runs already
+    exists"). The lock is held only while the instance opens, so runs still run side by side.
+    """
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
-    return DagsterInstance.get()
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(home / INSTANCE_LOCK_FILE, is_singleton=False):
+        return DagsterInstance.get()
 
 
 def job_pools(definitions: Definitions) -> set[str]:
