@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +18,7 @@ from musicbutler_pipeline.monitoring import (
     overlapping,
     recent_presences,
 )
-from musicbutler_pipeline.settings import Settings, display_url
+from musicbutler_pipeline.settings import Settings, SettingsError, display_url, secret_key
 from musicbutler_pipeline.warehouse.engine import make_engine
 from musicbutler_pipeline.warehouse.migrate import current_revision, head_revision
 
@@ -43,6 +44,7 @@ def diagnose(settings: Settings, now: datetime | None = None) -> list[Finding]:
             f"MusicBrainz {_safe(settings.musicbrainz_url)}",
         )
     ]
+    findings.append(_signing_key_finding(settings))
     engine = make_engine(settings.warehouse_url)
     try:
         try:
@@ -155,6 +157,22 @@ def _scheduler_findings(settings: Settings, engine: Engine, now: datetime) -> li
             )
         )
     return findings
+
+
+def _signing_key_finding(settings: Settings) -> Finding:
+    """Whether unsubscribe links are signed with a usable key. Never creates the key file."""
+    key_file = settings.home / "secret_key"
+    if not os.environ.get("MUSICBUTLER_SECRET_KEY", "").strip() and not key_file.exists():
+        return Finding(
+            "note",
+            f"no signing key yet: the first send makes one in {key_file} (in production set "
+            "MUSICBUTLER_SECRET_KEY, the same on every host)",
+        )
+    try:
+        secret_key(settings.home)
+    except SettingsError as exc:
+        return Finding("PROBLEM", f"signing key for unsubscribe links: {exc}")
+    return Finding("ok", "signing key for unsubscribe links is set")
 
 
 def _safe(url: str) -> str:

@@ -102,3 +102,21 @@ def test_a_run_that_cannot_reach_smtp_keeps_the_password_out_of_everything(
         if path.is_file() and PASSWORD.encode() in path.read_bytes()
     ]
     assert leaked == []
+
+
+def test_doctor_reports_an_empty_key_file_and_never_makes_one(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {"MUSICBUTLER_HOME": str(home)}
+    fresh = musicbutler("doctor", cwd=tmp_path, env=env)
+    assert "note     no signing key yet" in fresh.stdout
+    assert not (home / "secret_key").exists()
+    (home / "secret_key").write_text("")
+    empty = musicbutler("doctor", cwd=tmp_path, env=env)
+    assert empty.returncode == 1
+    assert (
+        f"PROBLEM  signing key for unsubscribe links: {home / 'secret_key'}: holds a key of 0"
+        in (empty.stdout)
+    )
+    short = musicbutler("doctor", cwd=tmp_path, env={"MUSICBUTLER_SECRET_KEY": "too-short"})
+    assert "MUSICBUTLER_SECRET_KEY: must be at least 16 characters long" in short.stdout
+    assert "too-short" not in short.stdout + short.stderr
