@@ -115,9 +115,10 @@ def secret_key(home: Path, env: Mapping[str, str] | None = None) -> bytes:
     let anyone forge unsubscribe links.
     """
     env = os.environ if env is None else env
-    configured = env.get("MUSICBUTLER_SECRET_KEY", "").strip()
-    if configured:
-        if len(configured) < MIN_SECRET_KEY_LENGTH:
+    configured = env.get("MUSICBUTLER_SECRET_KEY", "")
+    if configured.strip():
+        # Used as given (not stripped): the key signs links already sent.
+        if len(configured.strip()) < MIN_SECRET_KEY_LENGTH:
             raise SettingsError(
                 "MUSICBUTLER_SECRET_KEY",
                 f"must be at least {MIN_SECRET_KEY_LENGTH} characters long",
