@@ -10,7 +10,8 @@ from email.policy import SMTP, Policy
 from email.utils import format_datetime, parseaddr
 from typing import Self
 
-from musicbutler_pipeline.domain.digest import RenderedDigest
+from musicbutler_pipeline.domain.digest import SHOWN_SUBSCRIBER_NAME, RenderedDigest
+from musicbutler_pipeline.domain.rules import shorten
 
 # RFC 5322 caps a line at 998 characters; leave room for the header name and the other URL.
 _MAX_UNSUBSCRIBE_URL = 900
@@ -57,8 +58,10 @@ def _transfer_encoding(body: str) -> str:
 
 
 def _display_name(name: str | None) -> str:
-    """A name fit for an address header: no control characters, which could split the header."""
-    return " ".join("".join(c if c.isprintable() else " " for c in name or "").split())
+    """A name fit for an address header: no control characters, which could split the header,
+    and no longer than the digest's greeting shows it."""
+    printable = " ".join("".join(c if c.isprintable() else " " for c in name or "").split())
+    return shorten(printable, SHOWN_SUBSCRIBER_NAME)
 
 
 def build_message(
