@@ -18,7 +18,12 @@ import css_inline
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from musicbutler_pipeline.domain.models import Digest, DigestArtist, ReleaseGroup
-from musicbutler_pipeline.domain.rules import digest_subject
+from musicbutler_pipeline.domain.rules import (
+    digest_subject,
+    one_line,
+    shorten,
+    without_lone_surrogates,
+)
 
 MUSICBRAINZ_WEB = "https://musicbrainz.org"
 COVER_ART_ARCHIVE = "https://coverartarchive.org"
@@ -34,6 +39,25 @@ _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
 _TILE_COLOURS = (
     "#5b3cc4", "#0f766e", "#b45309", "#be185d", "#1d4ed8", "#4d7c0f", "#9333ea", "#c2410c",
 )  # fmt: skip
+
+
+# Names and titles are data, not layout: each is shown on one line (control characters and line
+# separators become a space) and at most this many characters, the last an ellipsis when cut. A
+# 100,000-character name would otherwise fill the To header, the greeting and the preheader.
+# The warehouse keeps the full text; these bound only what a digest shows.
+SHOWN_SUBSCRIBER_NAME = 80
+SHOWN_ARTIST_NAME = 100
+SHOWN_TITLE = 200
+SHOWN_JOIN_PHRASE = 30
+SHOWN_LABEL = 100  # release type ("Album + Live") and date
+
+
+def shown(text: str | None, limit: int, *, strip: bool = True) -> str:
+    """``text`` as a digest shows it: one line of at most ``limit`` characters, encodable.
+
+    ``strip=False`` keeps the spaces at either end (a join phrase such as ``" feat. "``)."""
+    line = one_line(without_lone_surrogates(text or ""))
+    return shorten(line.strip() if strip else line, limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,18 +116,25 @@ def display_width(text: str) -> int:
 def _release_view(release: ReleaseGroup) -> ReleaseView:
     colour = _TILE_COLOURS[int(hashlib.sha256(release.mbid.encode()).hexdigest(), 16) % 8]
     day = release.release_date
+    credits = tuple(
+        CreditView(
+            shown(artist.name, SHOWN_ARTIST_NAME),
+            f"{MUSICBRAINZ_WEB}/artist/{artist.mbid}",
+            shown(artist.join_phrase, SHOWN_JOIN_PHRASE, strip=False),
+        )
+        for artist in release.artists
+    )
     return ReleaseView(
-        title=release.title,
+        title=shown(release.title, SHOWN_TITLE),
         url=f"{MUSICBRAINZ_WEB}/release-group/{release.mbid}",
         cover_url=f"{COVER_ART_ARCHIVE}/release-group/{release.mbid}/front-250",
-        type_label=release.type_label,
-        credit=release.credit,
-        credits=tuple(
-            CreditView(artist.name, f"{MUSICBRAINZ_WEB}/artist/{artist.mbid}", artist.join_phrase)
-            for artist in release.artists
-        ),
+        type_label=shown(release.type_label, SHOWN_LABEL),
+        credit="".join(credit.name + credit.join_phrase for credit in credits),
+        credits=credits,
         date_label=(
-            f"{_MONTHS[day.month - 1]} {day.day}, {day.year}" if day else release.first_release_date
+            f"{_MONTHS[day.month - 1]} {day.day}, {day.year}"
+            if day
+            else shown(release.first_release_date, SHOWN_LABEL)
         ),
         tile_colour=colour,
     )
@@ -111,7 +142,7 @@ def _release_view(release: ReleaseGroup) -> ReleaseView:
 
 def _artist_view(artist: DigestArtist) -> ArtistView:
     return ArtistView(
-        name=artist.name,
+        name=shown(artist.name, SHOWN_ARTIST_NAME),
         url=f"{MUSICBRAINZ_WEB}/artist/{artist.mbid}",
         releases=tuple(_release_view(release) for release in artist.release_groups),
     )
@@ -160,7 +191,8 @@ def render_digest(digest: Digest) -> RenderedDigest:
     names = [artist.name for artist in artists]
     context = {
         "subject": subject,
-        "name": digest.subscriber.name,
+        # None when nothing printable is left: the templates then greet "Hi there".
+        "name": shown(digest.subscriber.name, SHOWN_SUBSCRIBER_NAME) or None,
         "day_label": long_date(digest.partition_date),
         "artists": artists,
         "release_count": release_count,

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from datetime import date
 
 _FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Characters that are layout, not text: C0 and C1 controls (tab, line feed and carriage return
+# among them), DEL, and the Unicode line and paragraph separators. str.splitlines() breaks a line
+# at many of them. A run of them, with the spaces around it, stands for one space.
+_LAYOUT_RUN = re.compile(r"[ ]*[\x00-\x1f\x7f-\x9f\u2028\u2029][\x00-\x1f\x7f-\x9f\u2028\u2029 ]*")
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+ELLIPSIS = "\u2026"
 # Deliberately pragmatic: one @, a non-empty local part without spaces, a dotted domain of
 # letters, digits and hyphens. Full RFC 5322 syntax admits addresses no mail server delivers to.
 _EMAIL = re.compile(
@@ -77,6 +84,35 @@ def normalize_email(value: str) -> str:
     if len(local) > 64 or len(text) > 254 or local.startswith(".") or local.endswith("."):
         raise InvalidInput(f"{value!r} is not a valid e-mail address")
     return f"{local}@{domain.lower()}"
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of control characters and line or paragraph separators (and the
+    spaces around it) replaced by one space: data that can never add a line or split a header."""
+    return _LAYOUT_RUN.sub(" ", text)
+
+
+def lone_surrogate(text: str) -> str | None:
+    """The first lone surrogate in ``text`` (which ``json.loads`` accepts from a ``\\ud800``
+    escape, and which no UTF-8 database or message can hold), or None."""
+    found = _LONE_SURROGATE.search(text)
+    return found.group() if found else None
+
+
+def without_lone_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD, as a UTF-8 decoder would."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` if it has at most ``limit`` characters, else its first ``limit - 1`` characters
+    and an ellipsis (never ending in a dangling combining mark)."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    while cut and unicodedata.combining(cut[-1]):
+        cut = cut[:-1]
+    return cut.rstrip() + ELLIPSIS
 
 
 def digest_subject(partition_date: date) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import date, datetime
 from email.headerregistry import Address
@@ -10,7 +11,8 @@ from email.policy import SMTP, Policy
 from email.utils import format_datetime, parseaddr
 from typing import Self
 
-from musicbutler_pipeline.domain.digest import RenderedDigest
+from musicbutler_pipeline.domain.digest import SHOWN_SUBSCRIBER_NAME, RenderedDigest
+from musicbutler_pipeline.domain.rules import shorten
 
 # RFC 5322 caps a line at 998 characters; leave room for the header name and the other URL.
 _MAX_UNSUBSCRIBE_URL = 900
@@ -57,8 +59,76 @@ def _transfer_encoding(body: str) -> str:
 
 
 def _display_name(name: str | None) -> str:
-    """A name fit for an address header: no control characters, which could split the header."""
-    return " ".join("".join(c if c.isprintable() else " " for c in name or "").split())
+    """A name fit for an address header: no control characters, which could split the header,
+    and no longer than the digest's greeting shows it."""
+    printable = " ".join("".join(c if c.isprintable() else " " for c in name or "").split())
+    return shorten(printable, SHOWN_SUBSCRIBER_NAME)
+
+
+# RFC 5322 atext: a display name made only of these (and spaces) is a phrase of plain words.
+_ATEXT = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~"
+)
+# An RFC 2047 encoded-word is at most 75 characters: "=?utf-8?b?" + 60 base64 + "?=" is 72.
+_ENCODED_WORD_BYTES = 45
+# A quoted string is never split (that is where the email package goes wrong): at most a line.
+_QUOTED_MAX = 76
+
+
+def _phrase_words(display_name: str) -> list[str]:
+    """The display name as words to fold between: plain words when it is ASCII atext, one
+    quoted string when it is other ASCII that fits on a line, else RFC 2047 encoded-words
+    (base64 of whole characters, each word short enough for a line)."""
+    if all(char in _ATEXT or char == " " for char in display_name):
+        return display_name.split()
+    if display_name.isascii():
+        quoted = '"' + display_name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if len(quoted) <= _QUOTED_MAX:
+            return [quoted]
+    words: list[str] = []
+    chunk = b""
+    for char in display_name:
+        encoded = char.encode("utf-8")
+        if len(chunk) + len(encoded) > _ENCODED_WORD_BYTES:
+            words.append(f"=?utf-8?b?{base64.b64encode(chunk).decode('ascii')}?=")
+            chunk = b""
+        chunk += encoded
+    if chunk:
+        words.append(f"=?utf-8?b?{base64.b64encode(chunk).decode('ascii')}?=")
+    return words
+
+
+class _AddressHeader(str):
+    """A one-address header (To) whose display name always arrives as it was meant.
+
+    The email package (Python 3.11) folds a display name that needs quoting and does not fit on
+    a line by dropping its quotes: ``"Liam Bcc: x@example.org OOO…" <liam@…>`` went out as
+    ``Liam Bcc: x@example.org`` + fold + ``OOO… <liam@…>``, which a mail client reads as the
+    address x@example.org. So names that are not plain words travel as encoded-words, which fold
+    safely, and the header is folded between words here (as ``_UrlListHeader`` does). The string
+    value is the usual ``"Name" <address>``, which smtplib reads for the envelope.
+    """
+
+    name: str
+    words: list[str]
+
+    def __new__(cls, name: str, display_name: str, address: str) -> Self:
+        local, _, domain = address.rpartition("@")
+        header = super().__new__(
+            cls, str(Address(display_name=display_name, username=local, domain=domain))
+        )
+        header.name = name
+        header.words = [*_phrase_words(display_name), f"<{address}>"]
+        return header
+
+    def fold(self, *, policy: Policy) -> str:
+        limit = policy.max_line_length or 998
+        lines = [f"{self.name}:"]
+        for word in self.words:
+            if len(lines[-1]) + 1 + len(word) > limit and lines[-1]:
+                lines.append("")
+            lines[-1] += " " + word
+        return policy.linesep.join(lines) + policy.linesep
 
 
 def build_message(
@@ -75,9 +145,8 @@ def build_message(
     message = EmailMessage(policy=SMTP)
     message["Subject"] = rendered.subject
     message["From"] = mail_from
-    local, _, domain = to_address.rpartition("@")
-    # Address() quotes and RFC 2047-encodes the name as needed ("O'Connor, Liam", "Zoë").
-    message["To"] = Address(display_name=_display_name(to_name), username=local, domain=domain)
+    # "O'Connor, Liam" and "Zoë" travel RFC 2047-encoded, "Ann Smith" as it is.
+    message["To"] = _AddressHeader("To", _display_name(to_name), to_address)
     message["Date"] = format_datetime(sent_at)
     message["Message-ID"] = message_id
     # RFC 2369 and RFC 8058: one-click unsubscribe for mail clients that offer it. The HTTPS link

@@ -204,10 +204,14 @@ def request_with_retries(
     rng: random.Random,
     wait_hint: Callable[[httpx.Response], float | None],
     after_response: Callable[[httpx.Response], None] | None = None,
+    unusable: Callable[[httpx.Response], str | None] | None = None,
     error: type[SourceUnavailable] = SourceUnavailable,
 ) -> httpx.Response:
     """GET ``url``: the first response whose status is not retryable, or ``error``.
 
+    ``unusable`` says why a response with a good status is still not what the service promises
+    (a truncated or empty page from an overloaded index, say), or None: such a response is
+    retried on the same terms as a 503, and when attempts run out ``error`` names the problem.
     ``wait_hint`` reads the server's own "come back in N seconds" from a retryable response.
     A hint longer than ``policy.max_delay`` is not shortened: we give up at once instead, since
     retrying earlier than asked is exactly what gets a client blocked.
@@ -229,13 +233,17 @@ def request_with_retries(
         if response is not None:
             if after_response is not None:
                 after_response(response)
-            if response.status_code not in policy.retry_statuses:
-                return response
             status = response.status_code
-            hint = wait_hint(response)
-            problem = f"HTTP {status}"
-            if hint is not None:
-                problem += f" (asked to wait {hint:g} s)"
+            if status not in policy.retry_statuses:
+                bad_body = unusable(response) if unusable is not None else None
+                if bad_body is None:
+                    return response
+                problem = bad_body
+            else:
+                hint = wait_hint(response)
+                problem = f"HTTP {status}"
+                if hint is not None:
+                    problem += f" (asked to wait {hint:g} s)"
         if attempt == policy.max_attempts:
             break
         if hint is not None and hint > policy.max_delay:

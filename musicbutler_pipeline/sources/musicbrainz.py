@@ -45,7 +45,14 @@ from musicbutler_pipeline.domain.models import (
     ReleaseGroup,
     SourcePage,
 )
-from musicbutler_pipeline.domain.rules import InvalidInput, exact_release_date, normalize_mbid
+from musicbutler_pipeline.domain.rules import (
+    InvalidInput,
+    exact_release_date,
+    lone_surrogate,
+    normalize_mbid,
+    one_line,
+    shorten,
+)
 from musicbutler_pipeline.sources.http import (
     SYSTEM_CLOCK,
     Clock,
@@ -87,51 +94,162 @@ class ContactRequired(MusicBrainzError, ValueError):
     """MusicBrainz asks every client to identify itself with a contact; we have none."""
 
 
+# Bounds on what one record may hold, far above anything MusicBrainz has (the longest album title
+# on record, Chumbawamba's, is about 860 characters; primary and secondary types are short names
+# from a fixed list) and within what the warehouse columns take (release_groups.primary_type is
+# VARCHAR(32), which PostgreSQL enforces). A record over a bound is malformed, not cut: a cut title
+# would be stored as if MusicBrainz had said it. The digest shows less (see domain/digest.py).
+MAX_TITLE = 2000
+MAX_NAME = 1000
+MAX_JOIN_PHRASE = 200
+MAX_TYPE = 32
+MAX_SECONDARY_TYPES = 16
+MAX_CREDITS = 500
+
+
+def _text(value: object, field: str, limit: int, group: str) -> str:
+    """A string field the warehouse can store on both dialects, as one line.
+
+    NUL (PostgreSQL refuses it in text) and lone surrogates (``json.loads`` accepts ``\\ud800``;
+    no UTF-8 encoder, so neither SQLite nor psycopg, can write it) make the record malformed:
+    there is no telling what the text was meant to be. Other control characters are layout, not
+    text: each run of them becomes one space (``domain.rules.one_line``), so a title with a
+    stray line break is still announced, on one line.
+    """
+    if not isinstance(value, str):
+        raise MalformedRecord(f"{group}: {field} is a {type(value).__name__}, not a string")
+    if "\x00" in value:
+        raise MalformedRecord(f"{group}: {field} contains a NUL character")
+    surrogate = lone_surrogate(value)
+    if surrogate is not None:
+        raise MalformedRecord(
+            f"{group}: {field} contains a lone surrogate (U+{ord(surrogate):04X})"
+        )
+    if len(value) > limit:
+        raise MalformedRecord(
+            f"{group}: {field} is {len(value)} characters long, more than {limit}"
+        )
+    return one_line(value)
+
+
+def _items(value: object, field: str, limit: int, group: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise MalformedRecord(f"{group}: {field} is a {type(value).__name__}, not a list")
+    if len(value) > limit:
+        raise MalformedRecord(f"{group}: {field} has {len(value)} items, more than {limit}")
+    return value
+
+
 def parse_release_group(record: Mapping[str, Any]) -> ReleaseGroup:
-    """A release group from one search-result record, or MalformedRecord saying what is wrong."""
+    """A release group from one search-result record, or MalformedRecord saying what is wrong.
+
+    Every field is checked for its type and for what the warehouse can store, so that a record
+    that parses is one that a partition write can never fail on.
+    """
     if not isinstance(record, Mapping):
         raise MalformedRecord(f"record is a {type(record).__name__}, not an object")
+    record_id = record.get("id")
     try:
-        mbid = normalize_mbid(str(record.get("id") or ""))
+        if not isinstance(record_id, str):
+            raise InvalidInput("not a string")
+        mbid = normalize_mbid(record_id)
     except InvalidInput:
-        raise MalformedRecord(f"id {record.get('id')!r} is not a MusicBrainz identifier") from None
+        raise MalformedRecord(
+            f"id {_safe_repr(record_id)} is not a MusicBrainz identifier"
+        ) from None
+    group = f"release group {mbid}"
     title = record.get("title")
-    if not isinstance(title, str) or not title.strip():
-        raise MalformedRecord(f"release group {mbid}: missing title")
+    if title is not None:
+        title = _text(title, "title", MAX_TITLE, group).strip()
+    if not title:
+        raise MalformedRecord(f"{group}: missing title")
     credits = record.get("artist-credit")
-    if not isinstance(credits, list) or not credits:
-        raise MalformedRecord(f"release group {mbid}: missing artist-credit")
+    if credits is None or credits == []:
+        raise MalformedRecord(f"{group}: missing artist-credit")
     artists = []
-    for position, credit in enumerate(credits):
+    for position, credit in enumerate(_items(credits, "artist-credit", MAX_CREDITS, group)):
+        field = f"artist-credit[{position}]"
         artist = credit.get("artist") if isinstance(credit, Mapping) else None
-        if not isinstance(artist, Mapping):
-            raise MalformedRecord(f"release group {mbid}: artist-credit[{position}] has no artist")
+        if not isinstance(credit, Mapping) or not isinstance(artist, Mapping):
+            raise MalformedRecord(f"{group}: {field} has no artist")
         try:
-            artist_mbid = normalize_mbid(str(artist.get("id") or ""))
+            artist_id = artist.get("id")
+            if not isinstance(artist_id, str):
+                raise InvalidInput("not a string")
+            artist_mbid = normalize_mbid(artist_id)
         except InvalidInput:
-            raise MalformedRecord(
-                f"release group {mbid}: artist-credit[{position}] has no valid artist id"
-            ) from None
-        name = credit.get("name") or artist.get("name")
-        if not isinstance(name, str) or not name:
-            raise MalformedRecord(f"release group {mbid}: artist-credit[{position}] has no name")
-        artists.append(CreditedArtist(artist_mbid, name, str(credit.get("joinphrase") or "")))
-    first_release_date = record.get("first-release-date") or ""
+            raise MalformedRecord(f"{group}: {field} has no valid artist id") from None
+        # The name as credited on this release group, else the artist's own name.
+        name = credit.get("name")
+        if name is None or name == "":
+            name = artist.get("name")
+        if name is None:
+            raise MalformedRecord(f"{group}: {field} has no name")
+        name = _text(name, f"{field} name", MAX_NAME, group).strip()
+        if not name:
+            raise MalformedRecord(f"{group}: {field} has no name")
+        join_phrase = credit.get("joinphrase")
+        # Spaces around a join phrase (" feat. ") are part of it: not stripped.
+        join_phrase = (
+            ""
+            if join_phrase is None
+            else _text(join_phrase, f"{field} joinphrase", MAX_JOIN_PHRASE, group)
+        )
+        artists.append(CreditedArtist(artist_mbid, name, join_phrase))
+    first_release_date = record.get("first-release-date")
+    if first_release_date is None:
+        first_release_date = ""
     if not isinstance(first_release_date, str):
-        raise MalformedRecord(f"release group {mbid}: first-release-date is not a string")
-    secondary = record.get("secondary-types") or []
-    if not isinstance(secondary, list) or not all(isinstance(item, str) for item in secondary):
-        raise MalformedRecord(f"release group {mbid}: secondary-types is not a list of names")
+        raise MalformedRecord(
+            f"{group}: first-release-date is a {type(first_release_date).__name__}, not a string"
+        )
+    secondary: list[str] = []
+    raw_secondary = record.get("secondary-types")
+    if raw_secondary is not None:
+        items = _items(raw_secondary, "secondary-types", MAX_SECONDARY_TYPES, group)
+        for position, item in enumerate(items):
+            name = _text(item, f"secondary-types[{position}]", MAX_TYPE, group).strip()
+            if "," in name:
+                # Stored comma-separated in release_groups.secondary_types.
+                raise MalformedRecord(f"{group}: secondary-types[{position}] contains a comma")
+            if name:
+                secondary.append(name)
     primary_type = record.get("primary-type")
+    if primary_type is not None:
+        primary_type = _text(primary_type, "primary-type", MAX_TYPE, group).strip() or None
     return ReleaseGroup(
         mbid=mbid,
         title=title,
-        primary_type=primary_type if isinstance(primary_type, str) else None,
+        primary_type=primary_type,
         secondary_types=tuple(secondary),
         first_release_date=first_release_date,
         release_date=exact_release_date(first_release_date),
         artists=tuple(artists),
     )
+
+
+def _safe_repr(value: object, limit: int = 80) -> str:
+    """``repr(value)``, printable, storable and short: for messages and metadata."""
+    return shorten(_printable(repr(value)), limit)
+
+
+def _printable(text: str) -> str:
+    """``text`` with each character that is not printable (controls, lone surrogates) written as
+    its Python escape, ``\\x00`` or ``\\ud800``."""
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
+
+
+def record_label(record: object, limit: int = 80) -> str:
+    """How a skipped record is named in logs and metadata: its id as given, made printable
+    (``bad\\x00id``) and short, or ``(no id)``."""
+    value = record.get("id") if isinstance(record, Mapping) else None
+    if value is None or value == "":
+        return "(no id)"
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return shorten(_printable(text), limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,14 +260,34 @@ class SearchPage:
 
 
 def parse_search_page(payload: Any, url: str) -> SearchPage:
+    """The shape the web service promises for a search page, or MusicBrainzError naming the URL
+    and what is wrong: a JSON object with a ``count`` (a whole number, not ``true``) and a
+    ``release-groups`` list."""
     if not isinstance(payload, Mapping):
         raise MusicBrainzError(f"{url}: response is not a JSON object")
     records = payload.get("release-groups")
     count = payload.get("count")
-    if not isinstance(records, list) or not isinstance(count, int) or count < 0:
-        raise MusicBrainzError(f"{url}: response has no release-groups list or count")
+    if not isinstance(records, list):
+        raise MusicBrainzError(f"{url}: response has no release-groups list")
+    if count is None:
+        raise MusicBrainzError(f"{url}: response has no count")
+    # bool is an int in Python: `"count": true` would read as a window of one record.
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise MusicBrainzError(f"{url}: count is {json.dumps(count)[:40]}, not a number of results")
     offset = payload.get("offset", 0)
     return SearchPage(count=count, offset=offset if isinstance(offset, int) else 0, records=records)
+
+
+def read_search_page(body: bytes, url: str, *, offset: int) -> SearchPage:
+    """The search page requested at ``offset``, or MusicBrainzError saying why this response is
+    not one. An empty page before ``count`` is not the end of the window: the index answered
+    with less than it promised, and taking it as the end would silently drop the rest."""
+    page = parse_search_page(_json(body, url), url)
+    if not page.records and offset < page.count:
+        raise MusicBrainzError(
+            f"{url}: empty page: no release groups at offset {offset} of {page.count}"
+        )
+    return page
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,13 +358,10 @@ def collect(pages: Iterable[RawPage], *, start: date, end: date, source: str) ->
             try:
                 group = parse_release_group(record)
             except MalformedRecord as exc:
-                record_id = record.get("id") if isinstance(record, Mapping) else None
-                skipped_ids.append(str(record_id) if record_id else "(no id)")
+                label = record_label(record)
+                skipped_ids.append(label)
                 logger.warning(
-                    "skipping malformed MusicBrainz record %s on %s: %s",
-                    record_id or "(no id)",
-                    raw.url,
-                    exc,
+                    "skipping malformed MusicBrainz record %s on %s: %s", label, raw.url, exc
                 )
                 continue
             if group.release_date is None:
@@ -327,6 +462,7 @@ class MusicBrainzClient:
                     policy=self.retry,
                     rng=self.rng,
                     wait_hint=lambda response: retry_after_hint(response, self.clock),
+                    unusable=lambda response, offset=offset: _page_problem(response, offset),
                     error=MusicBrainzUnavailable,
                 )
                 shown = str(response.request.url)
@@ -334,7 +470,7 @@ class MusicBrainzClient:
                     raise MusicBrainzError(
                         f"{shown}: HTTP {response.status_code} {_excerpt(response.content)}"
                     )
-                page = parse_search_page(_json(response.content, shown), shown)
+                page = read_search_page(response.content, shown, offset=offset)
                 yield RawPage(
                     url=shown,
                     query=query,
@@ -346,11 +482,6 @@ class MusicBrainzClient:
                 )
                 offset += len(page.records)
                 if offset >= page.count:
-                    return
-                if not page.records:
-                    logger.warning(
-                        "%s: empty page at offset %d of %d; stopping", shown, offset, page.count
-                    )
                     return
         raise MusicBrainzError(
             f"{url}?query={query}: more than {self.max_pages} pages of {self.page_size}; "
@@ -393,8 +524,21 @@ def rederive(
 def _json(body: bytes, url: str) -> Any:
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond reading
         raise MusicBrainzError(f"{url}: response is not JSON {_excerpt(body)}") from None
+
+
+def _page_problem(response: httpx.Response, offset: int) -> str | None:
+    """Why a 200 response is not the search page asked for (so it is retried like a 503), or
+    None. Other statuses are the caller's to report."""
+    if response.status_code != 200:
+        return None
+    url = str(response.request.url)
+    try:
+        read_search_page(response.content, url, offset=offset)
+    except MusicBrainzError as exc:
+        return str(exc).removeprefix(f"{url}: ")
+    return None
 
 
 def _excerpt(body: bytes, limit: int = 120) -> str:
