@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from datetime import date
 
@@ -77,6 +78,17 @@ def normalize_email(value: str) -> str:
     if len(local) > 64 or len(text) > 254 or local.startswith(".") or local.endswith("."):
         raise InvalidInput(f"{value!r} is not a valid e-mail address")
     return f"{local}@{domain.lower()}"
+
+
+def email_key(address: str) -> str:
+    """The identity of a mailbox: the whole address case-folded and NFC-normalised.
+
+    RFC 5321 lets a server treat the local part as case-sensitive, but no real mailbox provider
+    does, and people type their address in whatever case: ``Alice@``, ``alice@`` and ``ALICE@``
+    are one person. The address is stored as given; this key is what is unique and matched on.
+    """
+    folded = unicodedata.normalize("NFC", address.strip()).casefold()
+    return unicodedata.normalize("NFC", folded)
 
 
 def digest_subject(partition_date: date) -> str:
