@@ -111,6 +111,4 @@ def test_whole_file_problems_are_one_clear_error(engine: Engine, tmp_path: Path)
     # Issue 10 changed this: one Latin-1 byte rejects its line, no longer the whole file.
     (tmp_path / "latin1.csv").write_bytes("email,name\nana@example.com,Jos\xe9\n".encode("latin-1"))
     report = import_subscribers(engine, tmp_path / "latin1.csv")
-    assert [str(error) for error in report.errors] == [
-        "line 2: not UTF-8 (byte 0xe9 at column 20)"
-    ]
+    assert [str(error) for error in report.errors] == ["line 2: not UTF-8 (byte 0xe9 at column 20)"]
