@@ -140,6 +140,8 @@ def _quote_problem(line: str) -> str:
             assert unquoted is not None  # the pattern matches the empty string
             position = unquoted.end()
             if line.startswith('"', position):
+                if not line[unquoted.start() : position].strip():
+                    return f"field {number}: space before the opening quote"
                 return (
                     f"field {number}: a quote inside an unquoted field (quote the field and "
                     f'double the quote: "Ann ""Nan"" Lee")'
@@ -332,9 +334,16 @@ def import_subscribers(engine: Engine, path: Path) -> ImportReport:
                             "(addresses are case-insensitive; the stored spelling is kept)",
                         )
                     )
+            inserted = 0
             if new:
-                connection.execute(
-                    subscribers.insert(),
+                # A concurrent import of the same address wins; this row then counts unchanged.
+                statement = (
+                    upsert_insert(connection, subscribers)
+                    .on_conflict_do_nothing(index_elements=["email_key"])
+                    .returning(subscribers.c.id)
+                )
+                result = connection.execute(
+                    statement,
                     [
                         {
                             "email": item.email,
@@ -347,6 +356,7 @@ def import_subscribers(engine: Engine, path: Path) -> ImportReport:
                         for item in new
                     ],
                 )
+                inserted = len(result.all())
             if changed:
                 connection.execute(
                     update(subscribers)
@@ -365,9 +375,9 @@ def import_subscribers(engine: Engine, path: Path) -> ImportReport:
                         for item in changed
                     ],
                 )
-            report.inserted += len(new)
+            report.inserted += inserted
             report.updated += len(changed)
-            report.unchanged += len(chunk) - len(new) - len(changed)
+            report.unchanged += len(chunk) - inserted - len(changed)
     report.notes.sort(key=lambda note: note.line)
     _log(report, "subscribers")
     return report

@@ -118,7 +118,8 @@ def test_quotes(warehouse: Warehouse, tmp_path: Path) -> None:
         '"cy@example.com","Cy ""the"" Third"\n'
         'dee@example.com,"Dee" Dee\n'  # 5: text after the closing quote
         'eve@example.com,Eve "E" Ng\n'  # 6: a quote inside an unquoted field
-        "fay@example.com,Fay\n",
+        "fay@example.com,Fay\n"
+        'gus@example.com, "Gus, G."\n',  # 8: a space before the opening quote
     )
     result = warehouse.imports("subscribers", path)
     assert result.code == 1
@@ -128,9 +129,10 @@ def test_quotes(warehouse: Warehouse, tmp_path: Path) -> None:
         (5, "field 2: text after the closing quote"),
         (6, 'field 2: a quote inside an unquoted field (quote the field and double the quote: '
             '"Ann ""Nan"" Lee")'),
+        (8, "field 2: space before the opening quote"),
     ]  # fmt: skip
     assert warehouse.emails() == {"bob@example.com", "cy@example.com", "fay@example.com"}
-    assert "6 rows: 3 subscribers added" in result.stdout
+    assert "7 rows: 3 subscribers added" in result.stdout
 
 
 def test_encodings(warehouse: Warehouse, tmp_path: Path) -> None:
