@@ -443,13 +443,14 @@ def load_postgresql(engine: Engine, population: Population) -> LoadTimes:
         for ids in population.chunks():
             gone = population.unsubscribed(ids)
             lines = [
-                f"{sid}\tlistener{sid}@example.org\tListener {sid}\t\\N\t{stamp}\t"
+                f"{sid}\tlistener{sid}@example.org\tlistener{sid}@example.org\t"
+                f"Listener {sid}\t\\N\t{stamp}\t"
                 f"{stamp if unsub else chr(92) + 'N'}\t{stamp}\n"
                 for sid, unsub in zip(ids, gone.tolist(), strict=True)
             ]
             _copy(
                 cursor,
-                "COPY subscribers (id, email, name, listenbrainz_user, subscribed_at,"
+                "COPY subscribers (id, email, email_key, name, listenbrainz_user, subscribed_at,"
                 " unsubscribed_at, updated_at) FROM STDIN",
                 lines,
             )
@@ -496,6 +497,7 @@ def load_sqlite(engine: Engine, population: Population) -> LoadTimes:
                 (
                     sid,
                     f"listener{sid}@example.org",
+                    f"listener{sid}@example.org",
                     f"Listener {sid}",
                     stamp,
                     stamp if unsub else None,
@@ -504,8 +506,8 @@ def load_sqlite(engine: Engine, population: Population) -> LoadTimes:
                 for sid, unsub in zip(ids, gone.tolist(), strict=True)
             ]
             connection.exec_driver_sql(
-                "INSERT INTO subscribers (id, email, name, subscribed_at, unsubscribed_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO subscribers (id, email, email_key, name, subscribed_at,"
+                " unsubscribed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             times.subscribers += len(rows)

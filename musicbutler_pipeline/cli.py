@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from musicbutler_pipeline import __version__
@@ -70,9 +70,13 @@ def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
 def _report_import(report: ImportReport, what: str) -> int:
     for error in report.errors:
         print(f"{report.path}: {error}", file=sys.stderr)
+    for note in report.notes:
+        print(f"{report.path}: line {note.line}: note: {note.message}", file=sys.stderr)
+    merged = f", {report.merged} merged into an earlier row" if report.merged else ""
     print(
         f"{report.path}: {report.rows} rows: {report.inserted} {what} added, "
-        f"{report.updated} updated, {report.unchanged} unchanged, {len(report.errors)} bad"
+        f"{report.updated} updated, {report.unchanged} unchanged{merged}, "
+        f"{len(report.errors)} bad"
     )
     return EXIT_OK if report.ok else EXIT_PROBLEM
 
@@ -96,21 +100,19 @@ def cmd_library_import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_unsubscribe(settings: Settings, args: argparse.Namespace) -> int:
-    from musicbutler_pipeline.warehouse.repository import unsubscribe
-    from musicbutler_pipeline.warehouse.schema import subscribers
+    from musicbutler_pipeline.domain.rules import email_key
+    from musicbutler_pipeline.warehouse.repository import subscribers_by_address, unsubscribe
 
     try:
         email = normalize_email(args.email)
     except InvalidInput as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
     with _engine(settings).begin() as connection:
-        subscriber_id = connection.execute(
-            select(subscribers.c.id).where(subscribers.c.email == email)
-        ).scalar_one_or_none()
-        if subscriber_id is None:
+        subscriber = subscribers_by_address(connection, [email]).get(email_key(email))
+        if subscriber is None:
             raise CommandError(f"no subscriber {email}")
-        changed = unsubscribe(connection, subscriber_id)
-    print(f"{email}: unsubscribed" + ("" if changed else " already"))
+        changed = unsubscribe(connection, subscriber.id)
+    print(f"{subscriber.email}: unsubscribed" + ("" if changed else " already"))
     return EXIT_OK
 
 
@@ -177,7 +179,8 @@ def cmd_sends(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_sends_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     from musicbutler_pipeline.domain.ledger import ReconcileAction, SendLedger
-    from musicbutler_pipeline.warehouse.schema import subscribers
+    from musicbutler_pipeline.domain.rules import email_key
+    from musicbutler_pipeline.warehouse.repository import subscribers_by_address
 
     day = _day(args.date)
     engine = _engine(settings)
@@ -188,16 +191,10 @@ def cmd_sends_reconcile(settings: Settings, args: argparse.Namespace) -> int:
         except InvalidInput as exc:
             raise CommandError(f"--subscriber: {exc}", EXIT_USAGE) from None
         with engine.connect() as connection:
-            found = dict(
-                connection.execute(
-                    select(subscribers.c.email, subscribers.c.id).where(
-                        subscribers.c.email.in_(emails)
-                    )
-                ).all()
-            )
-        if missing := sorted(emails - set(found)):
+            found = subscribers_by_address(connection, emails)
+        if missing := sorted(email for email in emails if email_key(email) not in found):
             raise CommandError(f"no subscriber {', '.join(missing)}")
-        subscriber_ids = set(found.values())
+        subscriber_ids = {subscriber.id for subscriber in found.values()}
     action = ReconcileAction.RESEND if args.resend else ReconcileAction.MARK_SENT
     result = SendLedger(engine).reconcile(
         day,

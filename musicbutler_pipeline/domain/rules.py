@@ -115,6 +115,17 @@ def shorten(text: str, limit: int) -> str:
     return cut.rstrip() + ELLIPSIS
 
 
+def email_key(address: str) -> str:
+    """The identity of a mailbox: the whole address case-folded and NFC-normalised.
+
+    RFC 5321 lets a server treat the local part as case-sensitive, but no real mailbox provider
+    does, and people type their address in whatever case: ``Alice@``, ``alice@`` and ``ALICE@``
+    are one person. The address is stored as given; this key is what is unique and matched on.
+    """
+    folded = unicodedata.normalize("NFC", address.strip()).casefold()
+    return unicodedata.normalize("NFC", folded)
+
+
 def digest_subject(partition_date: date) -> str:
     """``New Music for November 23, 2026``: month name, day without a leading zero, year."""
     month = _MONTHS[partition_date.month - 1]

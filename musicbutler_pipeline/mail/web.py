@@ -26,14 +26,13 @@ from typing import Any
 
 import waitress.server
 import waitress.wasyncore
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from musicbutler_pipeline.mail.unsubscribe import UNSUBSCRIBE_PATH, InvalidToken, read_token
 from musicbutler_pipeline.settings import Settings, display_url, secret_key
 from musicbutler_pipeline.warehouse.engine import make_engine
-from musicbutler_pipeline.warehouse.repository import unsubscribe
-from musicbutler_pipeline.warehouse.schema import subscribers
+from musicbutler_pipeline.warehouse.repository import subscriber_by_id, unsubscribe
 
 logger = logging.getLogger(__name__)
 
@@ -171,11 +170,8 @@ class UnsubscribeApp:
 
     def _confirm(self, subscriber_id: int) -> _Response:
         with self.engine.connect() as connection:
-            row = connection.execute(
-                select(subscribers.c.email, subscribers.c.unsubscribed_at).where(
-                    subscribers.c.id == subscriber_id
-                )
-            ).one_or_none()
+            # Also finds the subscriber a link's id was merged into (same mailbox).
+            row = subscriber_by_id(connection, subscriber_id)
         if row is None or row.unsubscribed_at is not None:
             return _Response(
                 200,

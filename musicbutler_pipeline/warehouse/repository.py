@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import groupby
@@ -36,6 +36,7 @@ from musicbutler_pipeline.domain.models import (
     SourcePage,
     Subscriber,
 )
+from musicbutler_pipeline.domain.rules import email_key
 from musicbutler_pipeline.warehouse.dialect import upsert_insert
 from musicbutler_pipeline.warehouse.schema import (
     announcements,
@@ -45,6 +46,7 @@ from musicbutler_pipeline.warehouse.schema import (
     release_groups,
     sends,
     source_pages,
+    subscriber_merges,
     subscribers,
 )
 
@@ -350,12 +352,63 @@ def owed_subscribers(connection: Connection, day: date) -> int:
     ).scalar_one()
 
 
+# --- Subscribers: one per mailbox, found by address case-insensitively ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KnownSubscriber:
+    id: int
+    email: str
+    unsubscribed_at: datetime | None
+
+
+def subscribers_by_address(
+    connection: Connection, addresses: Iterable[str]
+) -> dict[str, KnownSubscriber]:
+    """The subscribers with these addresses, keyed by ``email_key`` (so ``Bob@Example.com``
+    finds the subscriber stored as ``bob@example.com``); addresses nobody has are left out."""
+    keys = sorted({email_key(address) for address in addresses})
+    found: dict[str, KnownSubscriber] = {}
+    for start in range(0, len(keys), _CHUNK):
+        rows = connection.execute(
+            select(
+                subscribers.c.email_key,
+                subscribers.c.id,
+                subscribers.c.email,
+                subscribers.c.unsubscribed_at,
+            ).where(subscribers.c.email_key.in_(keys[start : start + _CHUNK]))
+        )
+        for key, subscriber_id, email, unsubscribed_at in rows:
+            found[key] = KnownSubscriber(subscriber_id, email, unsubscribed_at)
+    return found
+
+
+def subscriber_by_id(connection: Connection, subscriber_id: int) -> KnownSubscriber | None:
+    """The subscriber with this id, or the one it was merged into (links in emails sent before
+    a merge carry the old id; see ``subscriber_merges``)."""
+    survivor = (
+        select(subscriber_merges.c.survivor_id)
+        .where(subscriber_merges.c.merged_id == subscriber_id)
+        .scalar_subquery()
+    )
+    row = connection.execute(
+        select(subscribers.c.id, subscribers.c.email, subscribers.c.unsubscribed_at)
+        .where(or_(subscribers.c.id == subscriber_id, subscribers.c.id == survivor))
+        .order_by(subscribers.c.id != subscriber_id)
+        .limit(1)
+    ).one_or_none()
+    return None if row is None else KnownSubscriber(row.id, row.email, row.unsubscribed_at)
+
+
 def unsubscribe(connection: Connection, subscriber_id: int) -> bool:
-    """Opt a subscriber out; True if this changed anything."""
+    """Opt a subscriber out (or the one it was merged into); True if this changed anything."""
+    subscriber = subscriber_by_id(connection, subscriber_id)
+    if subscriber is None:
+        return False
     now = datetime.now(UTC)
     result = connection.execute(
         subscribers.update()
-        .where(and_(subscribers.c.id == subscriber_id, subscribers.c.unsubscribed_at.is_(None)))
+        .where(and_(subscribers.c.id == subscriber.id, subscribers.c.unsubscribed_at.is_(None)))
         .values(unsubscribed_at=now, updated_at=now)
     )
     return result.rowcount == 1

@@ -20,6 +20,9 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.engine.default import DefaultExecutionContext
+
+from musicbutler_pipeline.domain.rules import email_key
 
 # Stable constraint names so Alembic migrations can refer to them on both dialects.
 metadata = MetaData(
@@ -39,16 +42,42 @@ Timestamp = DateTime(timezone=True)
 
 SEND_STATES = ("claimed", "sent", "failed")
 
+
+def _email_key_of_row(context: DefaultExecutionContext) -> str:
+    return email_key(context.get_current_parameters()["email"])
+
+
+# A subscriber is a mailbox: `email` is the address as first given, `email_key` (see
+# domain.rules.email_key) is what is unique and what every lookup by address matches on. Filled
+# from `email` on every SQLAlchemy insert that does not set it.
 subscribers = Table(
     "subscribers",
     metadata,
     Column("id", ID, primary_key=True, autoincrement=True),
     Column("email", String(254), nullable=False, unique=True),
+    Column("email_key", String(320), nullable=False, default=_email_key_of_row),
     Column("name", Text),
     Column("listenbrainz_user", String(128)),
     Column("subscribed_at", Timestamp, nullable=False),
     Column("unsubscribed_at", Timestamp),
     Column("updated_at", Timestamp, nullable=False),
+    Index("uq_subscribers_email_key", "email_key", unique=True),
+)
+
+# Subscribers merged into another because their addresses differ only in case (migration
+# 0006_email_key): links in emails sent before the merge carry the old id, and still work.
+subscriber_merges = Table(
+    "subscriber_merges",
+    metadata,
+    Column("merged_id", ID, primary_key=True, autoincrement=False),
+    Column(
+        "survivor_id",
+        ID,
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("merged_email", String(254), nullable=False),
+    Column("merged_at", Timestamp, nullable=False),
 )
 
 # One row per follow with its validity, so any day's library can be reconstructed without a
