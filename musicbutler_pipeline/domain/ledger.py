@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 # A claim this old without an outcome belongs to a sender that died (sends take seconds).
 STALE_AFTER = timedelta(minutes=30)
+# How far back health checks (doctor) look for days with owed email not sent.
+OWED_WINDOW = timedelta(days=7)
 
 
 @cache
