@@ -68,14 +68,18 @@ def diagnose(settings: Settings, now: datetime | None = None) -> list[Finding]:
                 ),
             ]
         findings.append(Finding("ok", f"warehouse schema at {head}"))
-        findings += _ledger_findings(SendLedger(engine))
+        # Unsent days matter while they may still be sent, and for a week in any case.
+        window = max(OWED_WINDOW, timedelta(days=settings.max_send_age_days))
+        findings += _ledger_findings(SendLedger(engine), window=window)
         findings += _scheduler_findings(settings, engine, now)
     finally:
         engine.dispose()
     return findings
 
 
-def _ledger_findings(ledger: SendLedger, today: date | None = None) -> list[Finding]:
+def _ledger_findings(
+    ledger: SendLedger, today: date | None = None, window: timedelta = OWED_WINDOW
+) -> list[Finding]:
     findings = []
     for day, subscriber_id, rows in ledger.duplicate_sends():
         findings.append(
@@ -92,13 +96,13 @@ def _ledger_findings(ledger: SendLedger, today: date | None = None) -> list[Find
             )
         )
     today = today or latest_partition_day()
-    findings += _unsent_findings(ledger, today)
+    findings += _unsent_findings(ledger, today, window)
     if not findings:
         findings.append(
             Finding(
                 "ok",
                 "send ledger: no duplicate sends, no stale claims, no unknown outcomes, "
-                f"every owed email of the last {OWED_WINDOW.days} days sent",
+                f"every owed email of the last {window.days} days sent",
             )
         )
     return findings
@@ -113,9 +117,9 @@ def _phase_advice(row: SendRow) -> str:
     return f"it reached phase '{row.phase}' (before the message body): --resend is safe"
 
 
-def _unsent_findings(ledger: SendLedger, today: date) -> list[Finding]:
+def _unsent_findings(ledger: SendLedger, today: date, window: timedelta) -> list[Finding]:
     """Unknown outcomes (until resolved, whatever their age) and days with owed email not sent
-    (failed temporarily, or never attempted on a past day) within OWED_WINDOW."""
+    (failed temporarily, or never attempted on a past day) within ``window``."""
     findings = []
     by_day: dict[date, int] = {}
     for row in ledger.unknown_outcomes(since=today - UNKNOWN_LOOKBACK):
@@ -129,7 +133,7 @@ def _unsent_findings(ledger: SendLedger, today: date) -> list[Finding]:
                 f"`musicbutler sends reconcile --date {day} --mark-sent|--resend`",
             )
         )
-    for unsent in ledger.unsent_days(today - OWED_WINDOW, today):
+    for unsent in ledger.unsent_days(today - window, today):
         never = unsent.never_claimed if unsent.partition_date < today else 0
         if not (unsent.retryable or never):
             continue

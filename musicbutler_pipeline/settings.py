@@ -175,8 +175,8 @@ def _max_send_age_days(value: str | None, default: int = 2) -> int:
         raise SettingsError(
             "MUSICBUTLER_MAX_SEND_AGE_DAYS", f"{value!r} is not a whole number of days"
         ) from None
-    if not 0 <= days <= 366:
+    if not 0 <= days <= 3650:
         raise SettingsError(
-            "MUSICBUTLER_MAX_SEND_AGE_DAYS", f"must be between 0 and 366 days, got {value!r}"
+            "MUSICBUTLER_MAX_SEND_AGE_DAYS", f"must be between 0 and 3650 days, got {value!r}"
         )
     return days

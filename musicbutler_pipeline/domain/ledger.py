@@ -161,6 +161,14 @@ class UnsentDay:
         return ", ".join(parts)
 
 
+@dataclass(frozen=True, slots=True)
+class RetryableDay:
+    partition_date: date
+    failures: int
+    attempts: int  # the most tries any of them had
+    last_failed_at: datetime
+
+
 class SendLedger:
     def __init__(self, engine: Engine, sender: Sender | None = None) -> None:
         """``sender`` is needed only to claim; reading the ledger needs none."""
@@ -540,6 +548,32 @@ class SendLedger:
         return [
             UnsentDay(day, int(retryable), int(unknown), int(rejected), int(claimed), int(never))
             for day, retryable, unknown, rejected, claimed, never in rows
+        ]
+
+    def retryable_failures(self, since: date, until: date) -> list[RetryableDay]:
+        """Days in [since, until] with temporary failures: how many, the most attempts any of
+        them had, and when the latest one failed (the retry sensor's backoff clock)."""
+        retryable = and_(
+            sends.c.state == "failed",
+            sends.c.permanent_failure.is_(False),
+            sends.c.partition_date >= since,
+            sends.c.partition_date <= until,
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(
+                    sends.c.partition_date,
+                    func.count(),
+                    func.max(sends.c.attempts),
+                    func.max(sends.c.updated_at),
+                )
+                .where(retryable)
+                .group_by(sends.c.partition_date)
+                .order_by(sends.c.partition_date)
+            ).all()
+        return [
+            RetryableDay(day, int(count), int(attempts), as_utc(last))
+            for day, count, attempts, last in rows
         ]
 
     def duplicate_sends(self) -> list[tuple[date, int, int]]:

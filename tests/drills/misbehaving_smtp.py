@@ -47,7 +47,6 @@ class MisbehavingHandler:
     data_commands: int = 0
     logins_refused: int = 0
     accept_logins: bool = True
-    replied: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
