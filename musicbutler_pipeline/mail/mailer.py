@@ -298,7 +298,10 @@ class _PhasedTransaction:
         finally:
             if sock is not None and smtp.sock is sock:
                 sock.settimeout(self.command_timeout)
-        if not 200 <= code < 600:
+        if 200 <= code < 300:
+            # Any 2xx is acceptance; smtplib would take all but 250 for a refusal (and retry).
+            return 250, reply
+        if not 400 <= code < 600:
             raise _OutcomeUnknown(
                 f"unintelligible reply to the end of DATA: {_reply_text(code, reply)}"
             )

@@ -7,6 +7,7 @@ third message the server stored, whichever connection brought it::
     server = MisbehavingServer(Faults(drop_after_store={3}))   # store #3, hang up, never answer
     server = MisbehavingServer(Faults(drop_at_rcpt={5}))       # hang up at the 5th RCPT
     server = MisbehavingServer(Faults(refuse_data={4}))        # 421 to the 4th DATA command
+    server = MisbehavingServer(Faults(garbled_reply={2}))      # store #2, answer no code
     server = MisbehavingServer(Faults(), auth=True); server.refuse_logins()  # 535 to AUTH
 
 ``stored`` is what the server accepted the body of (a real server would deliver it), whether or
@@ -37,6 +38,7 @@ class Faults:
     drop_after_store: set[int] = field(default_factory=set)
     drop_at_rcpt: set[int] = field(default_factory=set)
     refuse_data: set[int] = field(default_factory=set)
+    garbled_reply: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -74,6 +76,8 @@ class MisbehavingHandler:
             assert server.transport is not None
             server.transport.close()
             return "250 never seen by the client"
+        if number in self.faults.garbled_reply:
+            return "OK thanks"  # stored, but no reply code
         delay = self.faults.late_reply.get(number)
         if delay:
             await asyncio.sleep(delay)
