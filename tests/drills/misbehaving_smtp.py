@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -132,7 +133,10 @@ class _Server(SMTP):
 
 class _Controller(Controller):
     def factory(self) -> SMTP:
-        return _Server(self.handler, **self.SMTP_kwargs)
+        with warnings.catch_warnings():
+            # AUTH without TLS is deliberate here: loopback only, the refused-login drill.
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+            return _Server(self.handler, **self.SMTP_kwargs)
 
 
 class MisbehavingServer:
