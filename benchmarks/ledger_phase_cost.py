@@ -89,7 +89,7 @@ def _round(url: str, port: int, count: int, with_phase: bool) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--postgres", help="server URL; a scratch database is made there")

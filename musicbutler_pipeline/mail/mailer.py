@@ -38,8 +38,11 @@ from email.message import EmailMessage
 from functools import cache
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TextIO, cast
+from typing import TYPE_CHECKING, Self, TextIO, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,9 @@ PHASE_ACCEPTED = "accepted"
 DATA_REPLY_TIMEOUT = 600.0
 
 BeforeBody = Callable[[], None]
+
+_ANY_LINE_END = re.compile(r"(?:\r\n|\n|\r(?!\n))")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 class MailError(Exception):
@@ -269,19 +275,20 @@ class _PhasedTransaction:
         self.phase = PHASE_RCPT
         return super().rcpt(recip, options)  # type: ignore[misc]
 
-    def data(self, msg: bytes | str) -> tuple[int, bytes]:
+    def data(self, msg: Buffer | str) -> tuple[int, bytes]:
         smtp = cast(smtplib.SMTP, self)
         self.phase = PHASE_DATA
         smtp.putcmd("data")
         code, reply = smtp.getreply()
         if code != 354:
             raise smtplib.SMTPDataError(code, reply)
+        # As smtplib.SMTP.data: CRLF line ends, leading dots doubled, then the terminator.
         if isinstance(msg, str):
-            msg = smtplib._fix_eols(msg).encode("ascii")
-        body = smtplib._quote_periods(msg)
-        if body[-2:] != smtplib.bCRLF:
-            body += smtplib.bCRLF
-        body += b"." + smtplib.bCRLF
+            msg = _ANY_LINE_END.sub("\r\n", msg).encode("ascii")
+        body = _LEADING_DOT.sub(b"..", bytes(msg))
+        if body[-2:] != b"\r\n":
+            body += b"\r\n"
+        body += b".\r\n"
         self.phase = PHASE_BODY
         if self.before_body is not None:
             self.before_body()

@@ -119,7 +119,7 @@ class _Server(SMTP):
 
     async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command method
         handler = self.misbehaving
-        if self.envelope.rcpt_tos:
+        if self.envelope is not None and self.envelope.rcpt_tos:
             with handler._lock:
                 handler.data_commands += 1
                 refuse = handler.data_commands in handler.faults.refuse_data

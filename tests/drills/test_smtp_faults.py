@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from dagster import DagsterEventType, DagsterInstance
+from dagster import AssetCheckEvaluation, DagsterEventType, DagsterInstance
 
 from tests.drills.environment import DAY, Drill, make_drill, output, wait_for
 from tests.drills.misbehaving_smtp import Faults, MisbehavingServer
@@ -28,13 +28,9 @@ OPERATOR = "ops@example.org"
 def running(
     tmp_path: Path, postgres_database: Callable[[], str], server: MisbehavingServer, url: str
 ) -> Iterator[Drill]:
-    environment = make_drill(tmp_path, postgres_database, url)
-    drill = next(environment)
-    drill.extra_env["MUSICBUTLER_OPERATOR_EMAIL"] = OPERATOR
-    try:
+    with contextmanager(make_drill)(tmp_path, postgres_database, url) as drill:
+        drill.extra_env["MUSICBUTLER_OPERATOR_EMAIL"] = OPERATOR
         yield drill
-    finally:
-        environment.close()
 
 
 def _states(drill: Drill) -> dict[str, list[str]]:
@@ -62,6 +58,7 @@ def _check_results(
         for record in records:
             assert record.dagster_event is not None
             evaluation = record.dagster_event.event_specific_data
+            assert isinstance(evaluation, AssetCheckEvaluation)
             results[evaluation.check_name] = (evaluation.passed, evaluation.partition)
         return results
     finally:
