@@ -131,12 +131,49 @@ def _print_run(summary: RunSummary, settings: Settings) -> int:
     print(
         f"{summary.day}: {sent} email(s) sent, {already} already sent earlier, "
         f"{n.get('skipped_in_progress_elsewhere', 0)} being sent by another process, "
-        f"{n.get('failed', 0)} failed (via {n.get('transport', '?')})"
+        f"{summary.stale_claims} stale claim(s), "
+        f"{n.get('failed', 0)} failed, {summary.unknown} outcome unknown "
+        f"(via {n.get('transport', '?')})"
     )
-    if sent == 0 and already:
+    if sent == 0 and already and summary.all_sent:
         print(f"{summary.day} had already been sent: nothing was sent twice.")
+    _print_unsent(summary)
     print(f"Dagster run {summary.run_id} on the instance in {settings.dagster_home}")
-    return EXIT_OK
+    return EXIT_OK if summary.all_sent else EXIT_PROBLEM
+
+
+def _print_unsent(summary: RunSummary) -> None:
+    """What the operator must do about the day's email that did not go out."""
+    n, day = summary.notifications, summary.day
+    if summary.stale_claims:
+        print(
+            f"{summary.stale_claims} claim(s) belong to a sender that is gone (stale, nobody is "
+            f"sending them): `musicbutler sends --date {day}` shows the phase each reached; "
+            f"resolve with `musicbutler sends reconcile --date {day} --resend|--mark-sent`."
+        )
+    unknown = int(n.get("owed_not_sent_unknown", 0))
+    if unknown:
+        print(
+            f"NOT SENT: {unknown} email(s) with an unknown outcome (the message went out, the "
+            "server's final reply never came). Never retried automatically: check the mail "
+            f"server's log, then `musicbutler sends reconcile --date {day} --mark-sent` or "
+            "`--resend`.",
+            file=sys.stderr,
+        )
+    retryable = int(n.get("owed_not_sent_retryable", 0))
+    if retryable:
+        print(
+            f"NOT SENT: {retryable} email(s) failed temporarily; retried automatically by "
+            f"`retry_failed_sends_sensor`, or now with `musicbutler run --date {day}`.",
+            file=sys.stderr,
+        )
+    permanent = int(n.get("failed_permanently", 0))
+    if permanent:
+        print(
+            f"NOT SENT: {permanent} email(s) rejected permanently by the server (see "
+            f"`musicbutler sends --date {day}`); never retried.",
+            file=sys.stderr,
+        )
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
@@ -164,16 +201,24 @@ def cmd_sends(settings: Settings, args: argparse.Namespace) -> int:
     day = _day(args.date)
     rows = SendLedger(_engine(settings)).day(day)
     print(
-        f"{'recipient':<36} {'state':<8} {'run':<10} {'host':<16} {'pid':>7} "
+        f"{'recipient':<36} {'state':<8} {'phase':<8} {'run':<10} {'host':<16} {'pid':>7} "
         f"{'code version':<24} {'claimed at (UTC)':<20} error"
     )
     for row in rows:
         print(
-            f"{row.recipient:<36} {row.state:<8} {row.run_id[:8]:<10} {row.host[:16]:<16} "
-            f"{row.pid:>7} {row.code_version[:24]:<24} {row.claimed_at:%Y-%m-%d %H:%M:%S}  "
-            f"{row.error or ''}"
+            f"{row.recipient:<36} {row.state:<8} {row.phase:<8} {row.run_id[:8]:<10} "
+            f"{row.host[:16]:<16} {row.pid:>7} {row.code_version[:24]:<24} "
+            f"{row.claimed_at:%Y-%m-%d %H:%M:%S}  {row.error or ''}"
         )
     print(f"{len(rows)} send(s) for {day}")
+    undecided = [row for row in rows if row.state in ("claimed", "unknown")]
+    if undecided:
+        delivered = sum(row.may_have_been_delivered for row in undecided)
+        print(
+            f"{len(undecided)} undecided: {len(undecided) - delivered} never reached the message "
+            f"body (--resend is safe), {delivered} went out or may have (phase body/reply: check "
+            "the mail server's log before --resend or --mark-sent)"
+        )
     return EXIT_OK
 
 
@@ -321,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     sends.set_defaults(func=cmd_sends)
     sends_actions = sends.add_subparsers(dest="sends_command", metavar="ACTION")
     reconcile = sends_actions.add_parser(
-        "reconcile", help="resolve claims whose sender died (never resent automatically)"
+        "reconcile",
+        help="resolve claims whose sender died and unknown outcomes (never resent automatically)",
     )
     reconcile.add_argument("--date", required=True, dest="date")
     choice = reconcile.add_mutually_exclusive_group(required=True)

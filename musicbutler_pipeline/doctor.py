@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from musicbutler_pipeline.domain.ledger import STALE_AFTER, SendLedger
+from musicbutler_pipeline.domain.ledger import OWED_WINDOW, STALE_AFTER, SendLedger, SendRow
 from musicbutler_pipeline.monitoring import (
     ALERT_PERIOD,
     DUPLICATE_SCHEDULER,
@@ -18,6 +18,7 @@ from musicbutler_pipeline.monitoring import (
     overlapping,
     recent_presences,
 )
+from musicbutler_pipeline.partitions import latest_partition_day
 from musicbutler_pipeline.settings import Settings, SettingsError, display_url, secret_key
 from musicbutler_pipeline.warehouse.engine import make_engine
 from musicbutler_pipeline.warehouse.migrate import current_revision, head_revision
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 HEARTBEAT_FRESH = timedelta(minutes=2)
 PRESENCE_WINDOW = timedelta(minutes=5)
+# An unknown outcome stays a problem until an operator resolves it; look back this far for them.
+UNKNOWN_LOOKBACK = timedelta(days=366)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +70,18 @@ def diagnose(settings: Settings, now: datetime | None = None) -> list[Finding]:
                 ),
             ]
         findings.append(Finding("ok", f"warehouse schema at {head}"))
-        findings += _ledger_findings(SendLedger(engine))
+        # Unsent days matter while they may still be sent, and for a week in any case.
+        window = max(OWED_WINDOW, timedelta(days=settings.max_send_age_days))
+        findings += _ledger_findings(SendLedger(engine), window=window)
         findings += _scheduler_findings(settings, engine, now)
     finally:
         engine.dispose()
     return findings
 
 
-def _ledger_findings(ledger: SendLedger) -> list[Finding]:
+def _ledger_findings(
+    ledger: SendLedger, today: date | None = None, window: timedelta = OWED_WINDOW
+) -> list[Finding]:
     findings = []
     for day, subscriber_id, rows in ledger.duplicate_sends():
         findings.append(
@@ -86,12 +93,60 @@ def _ledger_findings(ledger: SendLedger) -> list[Finding]:
             Finding(
                 "PROBLEM",
                 f"stale claim: {row.partition_date} {row.recipient} (run {row.run_id}, "
-                f"pid {row.pid} on {row.host}): {why}; resolve with "
+                f"pid {row.pid} on {row.host}): {why}; {_phase_advice(row)}; resolve with "
                 f"`musicbutler sends reconcile --date {row.partition_date} --resend|--mark-sent`",
             )
         )
+    today = today or latest_partition_day()
+    findings += _unsent_findings(ledger, today, window)
     if not findings:
-        findings.append(Finding("ok", "send ledger: no duplicate sends, no stale claims"))
+        findings.append(
+            Finding(
+                "ok",
+                "send ledger: no duplicate sends, no stale claims, no unknown outcomes, "
+                f"every owed email of the last {window.days} days sent",
+            )
+        )
+    return findings
+
+
+def _phase_advice(row: SendRow) -> str:
+    if row.may_have_been_delivered:
+        return (
+            f"it reached phase '{row.phase}' (the message went out or was going out): check the "
+            "mail server's log for its Message-ID before choosing"
+        )
+    return f"it reached phase '{row.phase}' (before the message body): --resend is safe"
+
+
+def _unsent_findings(ledger: SendLedger, today: date, window: timedelta) -> list[Finding]:
+    """Unknown outcomes (until resolved, whatever their age) and days with owed email not sent
+    (failed temporarily, or never attempted on a past day) within ``window``."""
+    findings = []
+    by_day: dict[date, int] = {}
+    for row in ledger.unknown_outcomes(since=today - UNKNOWN_LOOKBACK):
+        by_day[row.partition_date] = by_day.get(row.partition_date, 0) + 1
+    for day, count in sorted(by_day.items()):
+        findings.append(
+            Finding(
+                "PROBLEM",
+                f"{day}: {count} email(s) with an unknown outcome (the message went out, the "
+                "final reply never came; never retried): check the mail server's log, then "
+                f"`musicbutler sends reconcile --date {day} --mark-sent|--resend`",
+            )
+        )
+    for unsent in ledger.unsent_days(today - window, today):
+        never = unsent.never_claimed if unsent.partition_date < today else 0
+        if not (unsent.retryable or never):
+            continue
+        findings.append(
+            Finding(
+                "PROBLEM",
+                f"{unsent.partition_date}: owed email not sent: {unsent.describe()}; "
+                f"`musicbutler sends --date {unsent.partition_date}` shows the errors, "
+                f"`musicbutler run --date {unsent.partition_date}` retries the temporary ones",
+            )
+        )
     return findings
 
 

@@ -2,6 +2,9 @@
 
 Digests stream from the warehouse one batch of subscribers at a time, and the mail transport keeps
 one connection for the whole day, so memory stays flat however many subscribers there are.
+
+A message whose outcome is unknown (it went out, the final reply never came) is recorded as such
+and the day goes on with the next subscriber: it is never sent again automatically.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from functools import partial
 
 from sqlalchemy import Engine
 
@@ -18,7 +22,7 @@ from musicbutler_pipeline.domain.digest import render_digest
 from musicbutler_pipeline.domain.ledger import Claim, ClaimOutcome, SendLedger
 from musicbutler_pipeline.domain.models import Digest
 from musicbutler_pipeline.locks import ExclusiveLock
-from musicbutler_pipeline.mail.mailer import Mailer, MailError
+from musicbutler_pipeline.mail.mailer import PHASE_BODY, Mailer, MailError, MailOutcomeUnknown
 from musicbutler_pipeline.mail.message import build_message, message_id
 from musicbutler_pipeline.mail.unsubscribe import unsubscribe_links
 from musicbutler_pipeline.warehouse.repository import iter_digests
@@ -49,14 +53,22 @@ class NotifyReport:
     already_sent: int = 0
     in_progress: int = 0
     failed: int = 0
+    failed_permanently: int = 0
     failed_before: int = 0
+    unknown: int = 0  # sent, final reply lost: neither sent nor failed, for an operator
+    unknown_before: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     release_groups_announced: int = 0
     locked_by: str | None = None  # another process was sending this day: nothing was attempted
 
     @property
     def attempted(self) -> int:
-        return self.sent + self.failed
+        return self.sent + self.failed + self.unknown
+
+    @property
+    def failed_temporarily(self) -> int:
+        """Failures a later run of the day may fix."""
+        return self.failed - self.failed_permanently
 
 
 def send_digests(
@@ -92,12 +104,13 @@ def send_digests(
         if lock is not None:
             lock.release()
     logger.info(
-        "%s: %d sent, %d already sent, %d being sent elsewhere, %d failed",
+        "%s: %d sent, %d already sent, %d being sent elsewhere, %d failed, %d outcome unknown",
         day,
         report.sent,
         report.already_sent,
         report.in_progress,
         report.failed,
+        report.unknown,
     )
     return report
 
@@ -146,9 +159,29 @@ def _send_all(
                     unsubscribe_mailto=unsubscribe_mailto,
                     sent_at=clock(),
                 )
-                mailer.send(message)
+                mailer.send(message, before_body=partial(ledger.mark_phase, claim, PHASE_BODY))
+            except MailOutcomeUnknown as exc:
+                ledger.mark_unknown(claim, str(exc), phase=exc.phase or PHASE_BODY)
+                report.unknown += 1
+                report.failures.append((digest.subscriber.email, f"outcome unknown: {exc}"))
+                logger.error(
+                    "send to subscriber %d: outcome unknown, NOT retried (`musicbutler sends "
+                    "reconcile --date %s --resend|--mark-sent` decides): %s",
+                    digest.subscriber.id,
+                    day,
+                    exc,
+                )
+                continue
             except MailError as exc:
-                _record_failure(ledger, claim, digest, report, str(exc), permanent=exc.permanent)
+                _record_failure(
+                    ledger,
+                    claim,
+                    digest,
+                    report,
+                    str(exc),
+                    permanent=exc.permanent,
+                    phase=exc.phase,
+                )
                 continue
             except Exception as exc:
                 # A bug, not a bad address: release the claim for a retry and stop the day.
@@ -160,6 +193,7 @@ def _send_all(
     report.already_sent = outcomes[ClaimOutcome.ALREADY_SENT]
     report.in_progress = outcomes[ClaimOutcome.IN_PROGRESS]
     report.failed_before = outcomes[ClaimOutcome.FAILED_PERMANENT]
+    report.unknown_before = outcomes[ClaimOutcome.OUTCOME_UNKNOWN]
 
 
 def _record_failure(
@@ -170,9 +204,11 @@ def _record_failure(
     error: str,
     *,
     permanent: bool,
+    phase: str | None = None,
 ) -> None:
-    ledger.mark_failed(claim, error, permanent=permanent)
+    ledger.mark_failed(claim, error, permanent=permanent, phase=phase)
     report.failed += 1
+    report.failed_permanently += permanent
     report.failures.append((digest.subscriber.email, error))
     logger.warning(
         "send to subscriber %d failed (%s): %s",

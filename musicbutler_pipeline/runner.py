@@ -41,6 +41,37 @@ class RunSummary:
     def locked_by(self) -> str:
         return str(self.notifications.get("day_locked_by_another_process", ""))
 
+    def _count(self, key: str) -> int:
+        return int(self.notifications.get(key, 0))
+
+    @property
+    def failed(self) -> int:
+        return self._count("failed")
+
+    @property
+    def unknown(self) -> int:
+        """Sent by this run, final reply lost: neither sent nor failed, never retried."""
+        return self._count("outcome_unknown")
+
+    @property
+    def stale_claims(self) -> int:
+        return self._count("skipped_stale_claims")
+
+    @property
+    def owed_not_sent(self) -> int:
+        """The day's owed emails still not sent after this run, other than rejected addresses:
+        failed temporarily, unknown outcome, or unresolved claims."""
+        return self._count("owed_not_sent_total")
+
+    @property
+    def all_sent(self) -> bool:
+        """Nothing this run tried failed, and no email of the day is failed or unknown."""
+        return (
+            self.failed == 0
+            and self._count("owed_not_sent_retryable") == 0
+            and self._count("owed_not_sent_unknown") == 0
+        )
+
 
 INSTANCE_LOCK_FILE = ".musicbutler-instance.lock"
 

@@ -52,6 +52,8 @@ class Settings:
     listenbrainz_url: str
     dagster_home: Path
     operator_email: str | None
+    # Days after its partition within which a digest is still worth sending (retries stop then).
+    max_send_age_days: int = 2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -81,6 +83,7 @@ class Settings:
         operator_email = get("MUSICBUTLER_OPERATOR_EMAIL")
         if operator_email and "@" not in operator_email:
             raise SettingsError("MUSICBUTLER_OPERATOR_EMAIL", f"{operator_email!r} is no address")
+        max_send_age_days = _max_send_age_days(get("MUSICBUTLER_MAX_SEND_AGE_DAYS"))
         return cls(
             home=home,
             warehouse_url=warehouse_url,
@@ -93,6 +96,7 @@ class Settings:
             listenbrainz_url=listenbrainz_url.rstrip("/"),
             dagster_home=dagster_home,
             operator_email=operator_email,
+            max_send_age_days=max_send_age_days,
         )
 
     def ensure_home(self) -> None:
@@ -252,3 +256,19 @@ def _positive_float(variable: str, value: str | None, default: float = 1.0) -> f
     if not math.isfinite(number) or number <= 0:
         raise SettingsError(variable, f"must be greater than 0, got {value!r}")
     return number
+
+
+def _max_send_age_days(value: str | None, default: int = 2) -> int:
+    if value is None:
+        return default
+    try:
+        days = int(value)
+    except ValueError:
+        raise SettingsError(
+            "MUSICBUTLER_MAX_SEND_AGE_DAYS", f"{value!r} is not a whole number of days"
+        ) from None
+    if not 0 <= days <= 3650:
+        raise SettingsError(
+            "MUSICBUTLER_MAX_SEND_AGE_DAYS", f"must be between 0 and 3650 days, got {value!r}"
+        )
+    return days

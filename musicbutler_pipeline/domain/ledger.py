@@ -7,7 +7,13 @@ for the same day: the database lets exactly one insert win. Marking the row sent
 guarded by the token, in the same transaction that records every release group announced.
 
 A claim whose sender died (still ``claimed``) is never taken over automatically: for a digest,
-at most once is the safe default. Stale claims are reported and resolved by an operator.
+at most once is the safe default. Stale claims are reported and resolved by an operator. So is an
+``unknown`` row: the whole message went out but the server's final reply never came.
+
+``phase`` records how far the SMTP transaction got. It is written once just before the message
+body goes out (the point of no return), and with the outcome; never once per SMTP command. A
+claim still at ``claimed`` was certainly not delivered (resending is safe); one at ``body`` may
+have been (look at the mail server's log before choosing ``--resend`` or ``--mark-sent``).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
-from sqlalchemy import Engine, and_, func, literal, select, update
+from sqlalchemy import ColumnElement, Engine, and_, case, func, literal, or_, select, update
 
 from musicbutler_pipeline import __version__
 from musicbutler_pipeline.warehouse.dialect import as_utc, upsert_insert
@@ -34,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 # A claim this old without an outcome belongs to a sender that died (sends take seconds).
 STALE_AFTER = timedelta(minutes=30)
+# How far back health checks (doctor) look for days with owed email not sent.
+OWED_WINDOW = timedelta(days=7)
 
 
 @cache
@@ -78,6 +86,7 @@ class ClaimOutcome(enum.Enum):
     ALREADY_SENT = "already_sent"
     IN_PROGRESS = "in_progress"  # another sender holds the claim (or died holding it)
     FAILED_PERMANENT = "failed_permanent"
+    OUTCOME_UNKNOWN = "outcome_unknown"  # sent once, reply lost: waits for an operator
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +112,61 @@ class SendRow:
     claimed_at: datetime
     sent_at: datetime | None
     error: str | None
+    phase: str
+    permanent_failure: bool
+
+    @property
+    def may_have_been_delivered(self) -> bool:
+        """Whether the message body went out (or further) for this row."""
+        return self.phase in MAY_HAVE_BEEN_DELIVERED
+
+
+# Phases from which the server may hold a copy (see musicbutler_pipeline.mail.mailer).
+MAY_HAVE_BEEN_DELIVERED = frozenset({"body", "reply", "accepted"})
+UNSENT_STATES = ("failed", "unknown", "claimed")
+
+
+@dataclass(frozen=True, slots=True)
+class UnsentDay:
+    """A day with subscribers owed an email that is not marked sent."""
+
+    partition_date: date
+    retryable: int  # failed temporarily: a run of the day tries again
+    unknown: int  # outcome unknown: an operator decides
+    rejected: int  # failed permanently (5xx for the recipient): never retried
+    claimed: int  # a claim without an outcome (in progress, or its sender died)
+    never_claimed: int  # owed, subscribed, no ledger row at all
+
+    @property
+    def total(self) -> int:
+        return self.retryable + self.unknown + self.rejected + self.claimed + self.never_claimed
+
+    @property
+    def needs_attention(self) -> int:
+        """Unsent for a reason other than a rejected address."""
+        return self.total - self.rejected
+
+    def describe(self) -> str:
+        parts = [
+            f"{count} {what}"
+            for count, what in (
+                (self.retryable, "failed temporarily"),
+                (self.unknown, "outcome unknown"),
+                (self.claimed, "claimed without outcome"),
+                (self.never_claimed, "never attempted"),
+                (self.rejected, "rejected permanently"),
+            )
+            if count
+        ]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryableDay:
+    partition_date: date
+    failures: int
+    attempts: int  # the most tries any of them had
+    last_failed_at: datetime
 
 
 class SendLedger:
@@ -161,6 +225,7 @@ class SendLedger:
                 .where(key, sends.c.state == "failed", sends.c.permanent_failure.is_(False))
                 .values(
                     state="claimed",
+                    phase="claimed",
                     claim_token=token,
                     attempts=sends.c.attempts + 1,
                     claimed_at=now,
@@ -180,7 +245,22 @@ class SendLedger:
             return Claim(ClaimOutcome.ALREADY_SENT, row.id)
         if row.state == "failed":
             return Claim(ClaimOutcome.FAILED_PERMANENT, row.id)
+        if row.state == "unknown":
+            return Claim(ClaimOutcome.OUTCOME_UNKNOWN, row.id)
         return Claim(ClaimOutcome.IN_PROGRESS, row.id)
+
+    def mark_phase(self, claim: Claim, phase: str) -> None:
+        """Record how far the transaction got, for a claim still held (one short commit)."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(sends)
+                .where(
+                    sends.c.id == claim.send_id,
+                    sends.c.claim_token == claim.token,
+                    sends.c.state == "claimed",
+                )
+                .values(phase=phase, updated_at=_now())
+            )
 
     def mark_sent(
         self,
@@ -199,7 +279,7 @@ class SendLedger:
                     sends.c.claim_token == claim.token,
                     sends.c.state == "claimed",
                 )
-                .values(state="sent", sent_at=now, updated_at=now, error=None)
+                .values(state="sent", phase="accepted", sent_at=now, updated_at=now, error=None)
             )
             if result.rowcount != 1:
                 # Only an operator's reconcile can take a claim away; never overwrite it silently.
@@ -222,7 +302,27 @@ class SendLedger:
                     rows,
                 )
 
-    def mark_failed(self, claim: Claim, error: str, *, permanent: bool) -> None:
+    def mark_failed(
+        self, claim: Claim, error: str, *, permanent: bool, phase: str | None = None
+    ) -> None:
+        self._finish(claim, "failed", error, permanent=permanent, phase=phase)
+
+    def mark_unknown(self, claim: Claim, error: str, *, phase: str) -> None:
+        """The message went out but no final reply came: neither sent nor failed, and never
+        claimable again by a run; ``reconcile`` resolves it."""
+        self._finish(claim, "unknown", error, permanent=False, phase=phase)
+
+    def _finish(
+        self, claim: Claim, state: str, error: str, *, permanent: bool, phase: str | None
+    ) -> None:
+        values: dict[str, object] = {
+            "state": state,
+            "error": error[:2000],
+            "permanent_failure": permanent,
+            "updated_at": _now(),
+        }
+        if phase is not None:
+            values["phase"] = phase
         with self.engine.begin() as connection:
             connection.execute(
                 update(sends)
@@ -231,12 +331,7 @@ class SendLedger:
                     sends.c.claim_token == claim.token,
                     sends.c.state == "claimed",
                 )
-                .values(
-                    state="failed",
-                    error=error[:2000],
-                    permanent_failure=permanent,
-                    updated_at=_now(),
-                )
+                .values(**values)
             )
 
     def day(self, partition_date: date) -> list[SendRow]:
@@ -298,7 +393,8 @@ class SendLedger:
         include_live: bool = False,
         operator: str = "operator",
     ) -> ReconcileResult:
-        """Resolve the day's claims whose sender died (see ``unresolved_claims``).
+        """Resolve the day's claims whose sender died (see ``unresolved_claims``) and its rows
+        whose outcome is unknown (the message went out, the final reply never came).
 
         ``RESEND`` makes them claimable again: the next run of the day sends them with the same
         Message-ID, so a copy that did get through can be deduplicated downstream.
@@ -314,20 +410,24 @@ class SendLedger:
             for row, _why in self.unresolved_claims(STALE_AFTER)
             if row.partition_date == partition_date
         }
-        claimed = [
-            row
-            for row in self.day(partition_date)
-            if row.state == "claimed" and (wanted is None or row.subscriber_id in wanted)
+        day_rows = [
+            row for row in self.day(partition_date) if wanted is None or row.subscriber_id in wanted
         ]
+        claimed = [row for row in day_rows if row.state == "claimed"]
         live = [row for row in claimed if row.subscriber_id not in unresolved]
         targets = [row.subscriber_id for row in claimed if include_live or row not in live]
+        # An unknown outcome has no sender left to wait for: always the operator's to decide.
+        targets += [row.subscriber_id for row in day_rows if row.state == "unknown"]
         if not targets:
             return ReconcileResult(0, [] if include_live else live)
         now = _now()
         chosen = and_(
             sends.c.partition_date == partition_date,
             sends.c.subscriber_id.in_(targets),
-            sends.c.state == "claimed",
+            sends.c.state.in_(("claimed", "unknown")),
+        )
+        why = case(
+            (sends.c.state == "unknown", literal("outcome unknown")), else_=literal("sender died")
         )
         with self.engine.begin() as connection:
             if action is ReconcileAction.RESEND:
@@ -338,7 +438,7 @@ class SendLedger:
                         state="failed",
                         permanent_failure=False,
                         updated_at=now,
-                        error=f"sender died; released for resend by {operator}",
+                        error=why + literal(f"; released for resend by {operator}"),
                     )
                 )
                 return ReconcileResult(result.rowcount, [] if include_live else live)
@@ -349,7 +449,7 @@ class SendLedger:
                     state="sent",
                     sent_at=now,
                     updated_at=now,
-                    error=f"sender died; marked sent by {operator}",
+                    error=why + literal(f"; marked sent by {operator}"),
                 )
             )
             announced = (
@@ -386,6 +486,95 @@ class SendLedger:
                 .on_conflict_do_nothing(index_elements=["subscriber_id", "release_group_mbid"])
             )
             return ReconcileResult(result.rowcount, [] if include_live else live)
+
+    def unknown_outcomes(self, since: date) -> list[SendRow]:
+        """Rows from ``since`` on whose message went out without a final reply."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(*(sends.c[name] for name in SendRow.__slots__))
+                .where(sends.c.state == "unknown", sends.c.partition_date >= since)
+                .order_by(sends.c.partition_date, sends.c.subscriber_id)
+            ).all()
+        return [SendRow(**row._mapping) for row in rows]
+
+    def unsent_days(self, since: date, until: date | None = None) -> list[UnsentDay]:
+        """Days from ``since`` (to ``until``) with subscribed subscribers owed an email (they have
+        drops) that is not marked sent, counted by why. One grouped query."""
+        from musicbutler_pipeline.warehouse.schema import drops, subscribers
+
+        window = [drops.c.partition_date >= since]
+        if until is not None:
+            window.append(drops.c.partition_date <= until)
+        owed = (
+            select(drops.c.partition_date, drops.c.subscriber_id)
+            .where(*window)
+            .group_by(drops.c.partition_date, drops.c.subscriber_id)
+            .subquery("owed")
+        )
+
+        def count_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
+            return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(
+                    owed.c.partition_date,
+                    count_where(
+                        and_(sends.c.state == "failed", sends.c.permanent_failure.is_(False))
+                    ),
+                    count_where(sends.c.state == "unknown"),
+                    count_where(
+                        and_(sends.c.state == "failed", sends.c.permanent_failure.is_(True))
+                    ),
+                    count_where(sends.c.state == "claimed"),
+                    count_where(sends.c.id.is_(None)),
+                )
+                .select_from(
+                    owed.join(subscribers, subscribers.c.id == owed.c.subscriber_id).outerjoin(
+                        sends,
+                        and_(
+                            sends.c.subscriber_id == owed.c.subscriber_id,
+                            sends.c.partition_date == owed.c.partition_date,
+                        ),
+                    )
+                )
+                .where(
+                    subscribers.c.unsubscribed_at.is_(None),
+                    or_(sends.c.id.is_(None), sends.c.state != "sent"),
+                )
+                .group_by(owed.c.partition_date)
+                .order_by(owed.c.partition_date)
+            ).all()
+        return [
+            UnsentDay(day, int(retryable), int(unknown), int(rejected), int(claimed), int(never))
+            for day, retryable, unknown, rejected, claimed, never in rows
+        ]
+
+    def retryable_failures(self, since: date, until: date) -> list[RetryableDay]:
+        """Days in [since, until] with temporary failures: how many, the most attempts any of
+        them had, and when the latest one failed (the retry sensor's backoff clock)."""
+        retryable = and_(
+            sends.c.state == "failed",
+            sends.c.permanent_failure.is_(False),
+            sends.c.partition_date >= since,
+            sends.c.partition_date <= until,
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(
+                    sends.c.partition_date,
+                    func.count(),
+                    func.max(sends.c.attempts),
+                    func.max(sends.c.updated_at),
+                )
+                .where(retryable)
+                .group_by(sends.c.partition_date)
+                .order_by(sends.c.partition_date)
+            ).all()
+        return [
+            RetryableDay(day, int(count), int(attempts), as_utc(last))
+            for day, count, attempts, last in rows
+        ]
 
     def duplicate_sends(self) -> list[tuple[date, int, int]]:
         """(day, subscriber, rows) where a subscriber has more than one send row for a day. The

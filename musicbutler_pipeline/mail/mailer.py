@@ -6,8 +6,12 @@ Every transport connects lazily (on the first send) and is a context manager for
 
 The SMTP URL (see docs/email.md)::
 
-    smtp://[user[:password]@]host[:port][?starttls=1&timeout=30&rate=10&retries=3&backoff=1]
+    smtp://[user[:password]@]host[:port][?starttls=1&timeout=30&data_timeout=600&rate=10&retries=3&backoff=1]
     smtps://[user[:password]@]host[:port][?...]
+
+Everything up to the end of DATA is safe to retry. Once the terminating ``CRLF.CRLF`` has been
+written the server may have stored the message, so a lost or late final reply raises
+``MailOutcomeUnknown``, which is never retried: only an operator can tell whether it arrived.
 
 ``MUSICBUTLER_SMTP_PASSWORD`` overrides a password in the URL; neither ever appears in a
 description, a repr, a log line or an error message.
@@ -28,16 +32,38 @@ import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from functools import cache
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TextIO
+from typing import TYPE_CHECKING, Self, TextIO, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
 logger = logging.getLogger(__name__)
+
+# How far one SMTP transaction got, recorded with every failure and in the send ledger. Up to and
+# including PHASE_DATA (the DATA command and its 354) nothing can have been delivered.
+PHASE_CONNECT = "connect"  # connection, greeting, EHLO, STARTTLS, AUTH
+PHASE_MAIL = "mail"
+PHASE_RCPT = "rcpt"
+PHASE_DATA = "data"
+PHASE_BODY = "body"  # the message is being written: from here on the server may store it
+PHASE_REPLY = "reply"  # the terminator is out, waiting for the final reply
+PHASE_ACCEPTED = "accepted"
+
+# RFC 5321 4.5.3.2.6: a client should wait 10 minutes for the reply to the end of DATA, because
+# the server may be filtering or relaying the message before it answers.
+DATA_REPLY_TIMEOUT = 600.0
+
+BeforeBody = Callable[[], None]
+
+_ANY_LINE_END = re.compile(r"(?:\r\n|\n|\r(?!\n))")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 class MailError(Exception):
@@ -47,18 +73,51 @@ class MailError(Exception):
     reply text, e.g. ``RCPT TO refused: 550 5.1.1 no such user``.
     """
 
-    def __init__(self, message: str, *, permanent: bool, code: int | None = None) -> None:
+    outcome_unknown = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        code: int | None = None,
+        phase: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.code = code
+        self.phase = phase
+
+    def with_message(self, message: str) -> MailError:
+        """The same failure with another text (used to scrub a password out of it)."""
+        return MailError(message, permanent=self.permanent, code=self.code, phase=self.phase)
+
+
+class MailOutcomeUnknown(MailError):
+    """The whole message went out, but the server's final reply never came (timed out, dropped,
+    garbled). The server may have stored it: sending it again could be a second copy, so this is
+    never retried, neither by the mailer nor by a later run; ``musicbutler sends reconcile``
+    resolves it."""
+
+    outcome_unknown = True
+
+    def __init__(self, message: str, *, phase: str = PHASE_REPLY) -> None:
+        super().__init__(message, permanent=False, phase=phase)
+
+    def with_message(self, message: str) -> MailError:
+        return MailOutcomeUnknown(message, phase=self.phase or PHASE_REPLY)
 
 
 class Mailer(ABC):
     """Sends one message at a time; may hold a connection open between sends."""
 
     @abstractmethod
-    def send(self, message: EmailMessage) -> None:
-        """Hand the message over for delivery, or raise MailError."""
+    def send(self, message: EmailMessage, *, before_body: BeforeBody | None = None) -> None:
+        """Hand the message over for delivery, or raise MailError.
+
+        ``before_body`` is called once, just before the message itself goes out: the last
+        moment at which a crash certainly leaves the recipient without a copy.
+        """
 
     def close(self) -> None:  # noqa: B027 - most transports hold nothing open
         """Release any connection."""
@@ -95,9 +154,11 @@ class FileMailer(Mailer):
             raise MailError("message has no Message-ID", permanent=True)
         return self.directory / (re.sub(r"[^A-Za-z0-9._-]", "_", message_id) + ".eml")
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: EmailMessage, *, before_body: BeforeBody | None = None) -> None:
         target = self.path_for(message)
         self.directory.mkdir(parents=True, exist_ok=True)
+        if before_body is not None:
+            before_body()
         # Write then rename, so a crash never leaves half a message in the outbox.
         descriptor, temporary = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
         try:
@@ -119,7 +180,9 @@ class ConsoleMailer(Mailer):
     def description(self) -> str:
         return "console"
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: EmailMessage, *, before_body: BeforeBody | None = None) -> None:
+        if before_body is not None:
+            before_body()
         stream = self.stream or sys.stdout
         stream.write(message.as_string())
         stream.write("\n" + "-" * 79 + "\n")
@@ -134,10 +197,17 @@ class RecordingMailer(Mailer):
         self.messages: list[EmailMessage] = []
         self.fail_for = fail_for or {}
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: EmailMessage, *, before_body: BeforeBody | None = None) -> None:
         for address, error in self.fail_for.items():
             if address in str(message["To"]):
+                if error.outcome_unknown:
+                    # Like a server that stored the message and never answered.
+                    if before_body is not None:
+                        before_body()
+                    self.messages.append(message)
                 raise error
+        if before_body is not None:
+            before_body()
         self.messages.append(message)
 
 
@@ -166,11 +236,91 @@ class _Temporary(Exception):
     as opposed to the server deferring this one recipient or message (451, 452 ...).
     """
 
-    def __init__(self, reason: str, *, connection: bool, code: int | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        connection: bool,
+        code: int | None = None,
+        phase: str | None = PHASE_CONNECT,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.connection = connection
         self.code = code
+        self.phase = phase
+
+
+class _OutcomeUnknown(Exception):
+    """Raised inside the transaction once the terminator is out and no usable reply came."""
+
+
+class _PhasedTransaction:
+    """smtplib's MAIL, RCPT and DATA, keeping track of the phase reached, with DATA split at the
+    point where the outcome stops being knowable (``smtplib.SMTP.data`` does not expose it).
+
+    Mixed into ``smtplib.SMTP`` / ``SMTP_SSL``; everything but DATA is smtplib's own code.
+    """
+
+    phase: str = PHASE_CONNECT
+    before_body: BeforeBody | None = None
+    command_timeout: float = 30.0
+    reply_timeout: float = DATA_REPLY_TIMEOUT
+
+    def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        self.phase = PHASE_MAIL
+        return super().mail(sender, options)  # type: ignore[misc]
+
+    def rcpt(self, recip: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        self.phase = PHASE_RCPT
+        return super().rcpt(recip, options)  # type: ignore[misc]
+
+    def data(self, msg: Buffer | str) -> tuple[int, bytes]:
+        smtp = cast(smtplib.SMTP, self)
+        self.phase = PHASE_DATA
+        smtp.putcmd("data")
+        code, reply = smtp.getreply()
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        # As smtplib.SMTP.data: CRLF line ends, leading dots doubled, then the terminator.
+        if isinstance(msg, str):
+            msg = _ANY_LINE_END.sub("\r\n", msg).encode("ascii")
+        body = _LEADING_DOT.sub(b"..", bytes(msg))
+        if body[-2:] != b"\r\n":
+            body += b"\r\n"
+        body += b".\r\n"
+        self.phase = PHASE_BODY
+        if self.before_body is not None:
+            self.before_body()
+        # If this raises, the terminator (the last bytes) never left: nothing was delivered.
+        smtp.send(body)
+        self.phase = PHASE_REPLY
+        sock = smtp.sock
+        try:
+            if sock is not None:
+                sock.settimeout(self.reply_timeout)
+            code, reply = smtp.getreply()
+        except (OSError, smtplib.SMTPException) as exc:
+            raise _OutcomeUnknown(f"no reply to the end of DATA: {_describe(exc)}") from None
+        finally:
+            if sock is not None and smtp.sock is sock:
+                sock.settimeout(self.command_timeout)
+        if 200 <= code < 300:
+            # Any 2xx is acceptance; smtplib would take all but 250 for a refusal (and retry).
+            return 250, reply
+        if not 400 <= code < 600:
+            raise _OutcomeUnknown(
+                f"unintelligible reply to the end of DATA: {_reply_text(code, reply)}"
+            )
+        return code, reply
+
+
+class _SMTP(_PhasedTransaction, smtplib.SMTP):
+    pass
+
+
+class _SMTPSSL(_PhasedTransaction, smtplib.SMTP_SSL):
+    pass
 
 
 class _Unusable(Exception):
@@ -198,6 +348,7 @@ class SmtpMailer(Mailer):
         username: str | None = None,
         password: str | None = None,
         timeout: float = 30.0,
+        data_timeout: float = DATA_REPLY_TIMEOUT,
         ssl_context: ssl.SSLContext | None = None,
         rate: float | None = None,
         retry: RetryPolicy | None = None,
@@ -216,13 +367,14 @@ class SmtpMailer(Mailer):
         self.username = username
         self._password = password
         self.timeout = timeout
+        self.data_timeout = data_timeout
         self.ssl_context = ssl_context
         self.rate = rate
         self.retry = retry or RetryPolicy()
         self.local_hostname = local_hostname
         self._sleep = sleep
         self._clock = clock
-        self._connection: smtplib.SMTP | None = None
+        self._connection: _SMTP | _SMTPSSL | None = None
         self._sent_on_connection = 0
         self._next_send_at = 0.0
         self._unavailable: str | None = None
@@ -238,25 +390,25 @@ class SmtpMailer(Mailer):
     def __repr__(self) -> str:
         return f"SmtpMailer({self.description})"
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: EmailMessage, *, before_body: BeforeBody | None = None) -> None:
         try:
-            self._send(message)
+            self._send(message, before_body)
         except MailError as exc:
             # Server replies are quoted verbatim; make sure none of them echoes our password.
-            text = self._scrub(str(exc))
-            raise MailError(text, permanent=exc.permanent, code=exc.code) from None
+            raise exc.with_message(self._scrub(str(exc))) from None
 
     def _scrub(self, text: str) -> str:
         if self._password and len(self._password) >= 4:
             text = text.replace(self._password, "***")
         return text
 
-    def _send(self, message: EmailMessage) -> None:
+    def _send(self, message: EmailMessage, before_body: BeforeBody | None) -> None:
         if self._unavailable is not None:
             raise MailError(
                 f"not attempted: {self.description} failed earlier in this batch "
                 f"({self._unavailable})",
                 permanent=False,
+                phase=PHASE_CONNECT,
             )
         attempt = 0
         free_reconnect = True
@@ -265,11 +417,13 @@ class SmtpMailer(Mailer):
             reused = self._connection is not None and self._sent_on_connection > 0
             self._pace()
             try:
-                self._attempt(message)
+                self._attempt(message, before_body)
                 return
             except _Unusable as exc:
                 self._unavailable = str(exc)
-                raise MailError(f"{self.description}: {exc}", permanent=False) from None
+                raise MailError(
+                    f"{self.description}: {exc}", permanent=False, phase=PHASE_CONNECT
+                ) from None
             except _Temporary as exc:
                 failure = exc
             if failure.connection and reused and free_reconnect:
@@ -301,6 +455,7 @@ class SmtpMailer(Mailer):
             f"{failure.reason} (gave up after {attempt} attempts)",
             permanent=False,
             code=failure.code,
+            phase=failure.phase,
         )
 
     def _pace(self) -> None:
@@ -313,12 +468,19 @@ class SmtpMailer(Mailer):
             now = self._next_send_at
         self._next_send_at = now + 1.0 / self.rate
 
-    def _attempt(self, message: EmailMessage) -> None:
+    def _attempt(self, message: EmailMessage, before_body: BeforeBody | None) -> None:
         if self._connection is None:
             self._connection = self._connect()
             self._sent_on_connection = 0
+        connection = self._connection
+        connection.before_body = before_body
         try:
-            self._connection.send_message(message)
+            connection.send_message(message)
+        except _OutcomeUnknown as exc:
+            # The server may have stored it: this connection's state is unknowable, and this
+            # message must not go out again. The next message gets a fresh connection.
+            self._drop_connection()
+            raise MailOutcomeUnknown(f"{self.description}: {exc}", phase=PHASE_REPLY) from None
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = next(iter(exc.recipients.values()))
             self._reply_failure("RCPT TO refused", code, reply)
@@ -330,27 +492,35 @@ class SmtpMailer(Mailer):
                     f"MAIL FROM refused: {_reply_text(exc.smtp_code, exc.smtp_error)}",
                     permanent=False,
                     code=exc.smtp_code,
+                    phase=PHASE_MAIL,
                 ) from None
             self._reply_failure("MAIL FROM refused", exc.smtp_code, exc.smtp_error)
         except smtplib.SMTPDataError as exc:
             self._reply_failure("message refused", exc.smtp_code, exc.smtp_error)
         except smtplib.SMTPNotSupportedError as exc:
-            raise MailError(f"{self.description}: {exc}", permanent=True) from None
+            raise MailError(
+                f"{self.description}: {exc}", permanent=True, phase=connection.phase
+            ) from None
         except (OSError, smtplib.SMTPException) as exc:
-            # Dropped, reset or timed out mid-transaction: the connection is unusable.
+            # Dropped, reset or timed out before the end of DATA: the connection is unusable,
+            # and the message was not delivered.
+            phase = connection.phase
             self._drop_connection()
-            raise _Temporary(_describe(exc), connection=True) from None
+            raise _Temporary(_describe(exc), connection=True, phase=phase) from None
+        finally:
+            connection.before_body = None
         self._sent_on_connection += 1
 
     def _reply_failure(self, what: str, code: int, reply: bytes | str) -> None:
         text = f"{what}: {_reply_text(code, reply)}"
+        phase = self._connection.phase if self._connection is not None else None
         if code == 421 or code < 400:
             # 421 means the server is closing the connection (smtplib has closed it already).
             self._drop_connection()
-            raise _Temporary(text, connection=True, code=code)
+            raise _Temporary(text, connection=True, code=code, phase=phase)
         if code < 500:
-            raise _Temporary(text, connection=False, code=code)
-        raise MailError(text, permanent=True, code=code)
+            raise _Temporary(text, connection=False, code=code, phase=phase)
+        raise MailError(text, permanent=True, code=code, phase=phase)
 
     def _tls_context(self) -> ssl.SSLContext:
         # Loading the system's CA store takes milliseconds: do it once per mailer, and only
@@ -359,14 +529,14 @@ class SmtpMailer(Mailer):
             self.ssl_context = ssl.create_default_context()
         return self.ssl_context
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _SMTP | _SMTPSSL:
         helo = self.local_hostname or _local_hostname()
-        connection: smtplib.SMTP
+        connection: _SMTP | _SMTPSSL
         try:
             # The host goes to the constructor (which connects): smtplib checks the certificate
             # against the host name given there, for implicit TLS and STARTTLS alike.
             if self.implicit_tls:
-                connection = smtplib.SMTP_SSL(
+                connection = _SMTPSSL(
                     self.host,
                     self.port,
                     local_hostname=helo,
@@ -374,9 +544,7 @@ class SmtpMailer(Mailer):
                     context=self._tls_context(),
                 )
             else:
-                connection = smtplib.SMTP(
-                    self.host, self.port, local_hostname=helo, timeout=self.timeout
-                )
+                connection = _SMTP(self.host, self.port, local_hostname=helo, timeout=self.timeout)
         except BaseException as exc:
             raise self._connect_failure(exc) from None
         try:
@@ -398,6 +566,8 @@ class SmtpMailer(Mailer):
             with contextlib.suppress(OSError):
                 connection.close()
             raise self._connect_failure(exc) from None
+        connection.command_timeout = self.timeout
+        connection.reply_timeout = self.data_timeout
         self.connections_opened += 1
         logger.debug("%s: connected", self.description)
         return connection
@@ -478,7 +648,9 @@ def _local_hostname() -> str:
     return socket.getfqdn() or "localhost"
 
 
-_SMTP_OPTIONS = frozenset({"starttls", "timeout", "rate", "retries", "backoff", "helo", "cafile"})
+_SMTP_OPTIONS = frozenset(
+    {"starttls", "timeout", "data_timeout", "rate", "retries", "backoff", "helo", "cafile"}
+)
 
 
 def mailer_from_url(url: str, *, password: str | None = None) -> Mailer:
@@ -531,6 +703,9 @@ def mailer_from_url(url: str, *, password: str | None = None) -> Mailer:
         username=username,
         password=password,
         timeout=_or(_number(options, "timeout", minimum=0, exclusive=True), 30.0),
+        data_timeout=_or(
+            _number(options, "data_timeout", minimum=0, exclusive=True), DATA_REPLY_TIMEOUT
+        ),
         ssl_context=context,
         rate=_number(options, "rate", minimum=0, exclusive=True),
         retry=RetryPolicy(

@@ -40,7 +40,9 @@ MBID = String(36)
 ID = BigInteger().with_variant(Integer(), "sqlite")
 Timestamp = DateTime(timezone=True)
 
-SEND_STATES = ("claimed", "sent", "failed")
+# 'unknown': the message went out but the server's final reply never came; only an operator
+# resolves it (`musicbutler sends reconcile`).
+SEND_STATES = ("claimed", "sent", "failed", "unknown")
 
 
 def _email_key_of_row(context: DefaultExecutionContext) -> str:
@@ -187,6 +189,10 @@ sends = Table(
     Column("updated_at", Timestamp, nullable=False),
     Column("error", Text),
     Column("permanent_failure", Boolean, nullable=False, server_default=text("false")),
+    # How far the SMTP transaction got (musicbutler_pipeline.mail.mailer PHASE_*): 'claimed' and
+    # everything up to 'data' mean the message cannot have been delivered; 'body' or 'reply' on
+    # an unfinished row mean it may have been.
+    Column("phase", String(16), nullable=False, server_default="claimed"),
     UniqueConstraint("partition_date", "subscriber_id"),
     CheckConstraint(f"state IN {SEND_STATES!r}", name="state"),
     # Health checks look for rows that are not 'sent' across all days.

@@ -41,10 +41,14 @@ def test_sigkill_mid_batch_never_doubles_and_is_reconciled(
             rerun = drill.musicbutler("run", "--date", DAY)
             assert rerun.returncode == 0, rerun.stderr
             remaining = EMAILS_OWED - KILLED_AT
+            # Issue 10: a claim whose process is known dead is a stale claim, not "being sent".
             assert (
                 f"{remaining} email(s) sent, {KILLED_AT - 1} already sent earlier, "
-                "1 being sent by another process" in rerun.stdout
+                "0 being sent by another process, 1 stale claim(s)" in rerun.stdout
             )
+            assert "belong to a sender that is gone" in rerun.stdout
+            sends = drill.musicbutler("sends", "--date", DAY)
+            assert "1 undecided: 0 never reached the message body" in sends.stdout
 
             received = sink.handler.per_recipient()
             print(

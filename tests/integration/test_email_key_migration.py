@@ -24,7 +24,7 @@ from musicbutler_pipeline.warehouse.schema import (
 )
 from tests.builders import mbid
 
-BEFORE = "0003"
+BEFORE = "0005"
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 T1 = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
 T2 = datetime(2026, 11, 12, 9, 0, tzinfo=UTC)

@@ -1,7 +1,7 @@
 """one subscriber per mailbox: email_key, and existing case-variant duplicates merged
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-12-01 15:00:00.000000
 
 `Alice@example.com`, `alice@example.com` and `ALICE@example.com` used to be three subscribers
@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | None = "0003"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,79 @@
+"""Owed email that did not go out: tell the operator, at most once an hour per kind.
+
+Two kinds, so a day of temporary failures (which the retry sensor works on) never hides the one
+message whose outcome is unknown (which only an operator can resolve).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+
+from sqlalchemy import Engine
+
+from musicbutler_pipeline.mail.mailer import Mailer, MailError
+from musicbutler_pipeline.monitoring import alert_email, claim_alert
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_OUTCOME = "unknown_outcome"
+UNSENT_DAY = "unsent_day"
+SUBJECTS = {
+    UNKNOWN_OUTCOME: "email outcome unknown, decide with sends reconcile",
+    UNSENT_DAY: "owed emails not sent",
+}
+
+
+def unknown_outcome_text(day: date, count: int) -> str:
+    return (
+        f"{day}: {count} email(s) went out but the mail server's final reply never came, so "
+        "nobody knows whether they were delivered. They are NOT retried. Look for their "
+        "Message-ID in the mail server's log (`musicbutler sends --date "
+        f"{day}` lists them), then run `musicbutler sends reconcile --date {day} --mark-sent` "
+        "(delivered) or `--resend` (not delivered)."
+    )
+
+
+def unsent_day_text(day: date, failed: int, max_send_age_days: int) -> str:
+    return (
+        f"{day}: {failed} owed email(s) failed temporarily (mail server down, refusing our login, "
+        "4xx). `retry_failed_sends_sensor` retries the day with backoff for up to "
+        f"{max_send_age_days} day(s) after it; `musicbutler sends --date {day}` shows the errors "
+        f"and `musicbutler run --date {day}` retries now."
+    )
+
+
+def alert_operator(
+    engine: Engine,
+    kind: str,
+    text: str,
+    *,
+    operator_email: str | None,
+    mail_from: str,
+    mailer: Mailer,
+    now: datetime,
+) -> bool:
+    """Log ``text`` at ERROR and e-mail it to the operator if nobody did for ``kind`` this hour.
+    Returns whether an e-mail went out. A mail server that is the problem cannot carry the news:
+    that failure is logged, never raised."""
+    logger.error("%s", text)
+    if not claim_alert(engine, kind, text, now=now):
+        return False
+    if not operator_email:
+        logger.warning("MUSICBUTLER_OPERATOR_EMAIL is not set: the operator gets no e-mail")
+        return False
+    day = text.split(":", 1)[0]
+    message = alert_email(
+        mail_from=mail_from,
+        to=operator_email,
+        subject=f"{day}: {SUBJECTS.get(kind, kind)}",
+        body=text + "\n\n`musicbutler doctor` shows the current state.\n",
+        now=now,
+    )
+    try:
+        with mailer:
+            mailer.send(message)
+    except MailError as exc:
+        logger.error("could not e-mail the operator about %s: %s", kind, exc)
+        return False
+    return True
