@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -433,7 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         settings = Settings.from_env()
-        return args.func(settings, args)
+        code = args.func(settings, args)
+        sys.stdout.flush()  # inside the try: a reader that went away is handled below
+        return code
     except SettingsError as exc:
         print(f"musicbutler: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -446,6 +449,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.info("database error", exc_info=True)
         reason = str(exc.orig or exc).strip().splitlines()[0]
         print(f"musicbutler: cannot use the database: {reason}", file=sys.stderr)
+        return EXIT_PROBLEM
+    except BrokenPipeError:
+        # The reader went away (`musicbutler sends ... | head`): not an error of ours. Point
+        # stdout at /dev/null so the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return EXIT_PROBLEM
 
 

@@ -145,3 +145,29 @@ def test_commands_need_the_schema(tmp_path: Path, command: list[str]) -> None:
     result = musicbutler(*command, cwd=tmp_path)
     assert result.returncode == 1
     assert "run `musicbutler db upgrade`" in result.stderr
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(tmp_path: Path) -> None:
+    """`musicbutler sends --date D | head -1`: the pipe closes before the ledger is printed."""
+    assert musicbutler("demo", cwd=tmp_path).returncode == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # closed before the child starts: its first write meets a broken pipe
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MUSICBUTLER_", "DAGSTER_"))
+    }
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "musicbutler_pipeline.cli", "sends", "--date", "2026-11-23"],
+            cwd=tmp_path,
+            env=environment,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in result.stderr
+    assert "BrokenPipeError" not in result.stderr
+    assert result.returncode == 1
