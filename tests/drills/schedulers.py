@@ -167,14 +167,16 @@ def make_site(root: Path, storage: str, database: Callable[[], str] | None) -> I
     engine.dispose()
     if storage == "postgres":
         shutil.copy(REPO / "deploy" / "dagster.yaml", site.dagster_home / "dagster.yaml")
-        subprocess.run(
-            [str(BIN / "dagster"), "instance", "migrate"],
-            env=site.env,
-            cwd=root,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+    # Create the instance's storage before processes share it (Dagster's SQLite storage is not
+    # safe to create from two processes at once: the test reads it while the first daemon starts).
+    subprocess.run(
+        [str(BIN / "dagster"), "instance", "migrate"],
+        env=site.env,
+        cwd=root,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     try:
         yield site
     finally:
