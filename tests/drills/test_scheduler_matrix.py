@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from musicbutler_pipeline.warehouse.schema import scheduler_presence
-from tests.drills.environment import wait_for
+from tests.drills.environment import REPO, wait_for
 from tests.drills.schedulers import (
     QUIET_WATCH,
     SCHEDULER,
@@ -150,3 +150,27 @@ def test_dagster_dev_beside_musicbutler_daemon_is_reported(
         + ", ".join(f"{k} {v:.1f}s" for k, v in sorted(detection.first_signals.items()))
         + ")"
     )
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "postgres"])
+def test_daemon_without_our_code_beside_musicbutler_daemon_is_reported(
+    request: pytest.FixtureRequest, tmp_path: Path, storage: str
+) -> None:
+    """The second daemon runs other code (an old deploy): no presence of its own, so only the
+    heartbeat and Dagster's log line, read by `musicbutler daemon`, can see it."""
+    site = _site(request, tmp_path, storage)
+    site.extra_env["PYTHONPATH"] = str(REPO)  # tests.drills.foreign_definitions
+    legitimate = site.start("musicbutler", "-v", "daemon")
+    wait_until_serving(site, time.time() - 1)
+    [ours] = wait_for(lambda: _presences(site), timeout=120, what="our presence", interval=1)
+    started = datetime.now(UTC)
+    site.start("dagster-daemon", "run", "-m", "tests.drills.foreign_definitions")
+    detection = wait_for_detection(site, started, (f"pid {ours.daemon_pid} ", "without a presence"))
+    print(
+        f"\nMATRIX foreign-code daemon beside musicbutler daemon ({storage}): doctor exit 1 after "
+        f"{detection.delay:.1f}s, first signal {detection.first()} ("
+        + ", ".join(f"{k} {v:.1f}s" for k, v in sorted(detection.first_signals.items()))
+        + ")"
+    )
+    assert "presence" not in detection.first_signals
+    assert legitimate.poll() is None
