@@ -121,3 +121,27 @@ def test_dagsters_own_log_line_is_recognised() -> None:
 
 def test_no_watch_outside_a_schedulers_code_server() -> None:
     assert scheduler_of_this_process() is None  # pytest is no dagster-daemon's code server
+
+
+def test_musicbutler_daemon_records_dagsters_another_daemon_line(
+    sqlite_engine: Engine, tmp_path, capfd
+) -> None:
+    import sys
+
+    from dagster import DagsterInstance
+
+    from musicbutler_pipeline.daemon import run_daemon
+    from musicbutler_pipeline.monitoring import DAEMON_LOG_SIGNAL, recent_signals
+
+    line = (
+        "dagster.daemon.SchedulerDaemon - ERROR - Another SCHEDULER daemon is still sending "
+        "heartbeats. You likely have multiple daemon processes running at once"
+    )
+    child = [sys.executable, "-c", f"import sys; print({line!r}, file=sys.stderr)"]
+    (tmp_path / "dagster").mkdir()
+    with DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
+        code = run_daemon(instance, wait=False, command=child, warehouse_url=str(sqlite_engine.url))
+    assert code == 0
+    [signal] = recent_signals(sqlite_engine, since=datetime.now(UTC) - timedelta(minutes=1))
+    assert signal.signal == DAEMON_LOG_SIGNAL and signal.subject.startswith("SCHEDULER ")
+    assert line in capfd.readouterr().err  # still passed on to the operator's log
