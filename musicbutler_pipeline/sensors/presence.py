@@ -41,6 +41,7 @@ from musicbutler_pipeline.warehouse.engine import make_engine
 logger = logging.getLogger(__name__)
 
 TICK_CHECK_PERIOD = timedelta(seconds=30)
+LOG_EVERY = timedelta(minutes=1)
 TICK_LOOKBACK = timedelta(minutes=10)
 SCHEDULE_TAG = "dagster/schedule_name"
 SCHEDULED_TIME_TAG = ".dagster/scheduled_execution_time"
@@ -78,6 +79,7 @@ def _watch(scheduler: SchedulerProcess) -> None:
     instance = _instance()
     heartbeats = HeartbeatWatch()
     next_presence = next_ticks = time.monotonic()
+    complaints = _RateLimit(LOG_EVERY)
     logger.info("scheduler watch: pid %s, code %s", scheduler.pid, version)
     # The code server outlives a SIGKILLed daemon by its heartbeat timeout; a presence must not.
     while os.getppid() == parent and scheduler.alive():
@@ -86,7 +88,7 @@ def _watch(scheduler: SchedulerProcess) -> None:
             if instance is not None:
                 _sample_heartbeats(engine, instance, heartbeats, now)
             if time.monotonic() >= next_presence:
-                next_presence += PRESENCE_PERIOD.total_seconds()
+                next_presence = time.monotonic() + PRESENCE_PERIOD.total_seconds()
                 record_presence(
                     engine,
                     pid=scheduler.pid,
@@ -94,13 +96,15 @@ def _watch(scheduler: SchedulerProcess) -> None:
                     now=now,
                     started_at=scheduler.started_at,
                 )
-                report_evidence(engine, now)
+                report_evidence(engine, now, complaints)
             if instance is not None and time.monotonic() >= next_ticks:
-                next_ticks += TICK_CHECK_PERIOD.total_seconds()
+                next_ticks = time.monotonic() + TICK_CHECK_PERIOD.total_seconds()
                 _check_ticks(engine, instance, now)
         except Exception:
-            # The warehouse may be down or not migrated yet: keep watching, say why.
-            logger.warning("scheduler watch: this round failed", exc_info=True)
+            # The warehouse may be down or not migrated yet: keep watching, say why (not every
+            # two seconds).
+            if complaints.due("failure"):
+                logger.warning("scheduler watch: this round failed", exc_info=True)
         time.sleep(HEARTBEAT_SAMPLE_PERIOD.total_seconds())
     engine.dispose()
 
@@ -153,13 +157,31 @@ def _check_ticks(engine: Engine, instance: DagsterInstance, now: datetime) -> No
         )
 
 
-def report_evidence(engine: Engine, now: datetime) -> None:
+class _RateLimit:
+    """Say a thing at most once per period (per thing)."""
+
+    def __init__(self, period: timedelta) -> None:
+        self._period = period.total_seconds()
+        self._last: dict[str, float] = {}
+
+    def due(self, what: str) -> bool:
+        now = time.monotonic()
+        if now - self._last.get(what, -self._period) < self._period:
+            return False
+        self._last[what] = now
+        return True
+
+
+def report_evidence(engine: Engine, now: datetime, log_limit: _RateLimit | None = None) -> None:
     """Log what the warehouse shows of a second scheduler; the first reporter in an hour, on any
     host, e-mails the operator."""
     from musicbutler_pipeline.sensors.schedulers import email_operator
 
     problem = scheduler_evidence(engine, now=now).problem
-    if problem:
+    if problem is None:
+        return
+    if claim_alert(engine, DUPLICATE_SCHEDULER, problem, now=now):
         logger.error("DUPLICATE SCHEDULER: %s", problem)
-        if claim_alert(engine, DUPLICATE_SCHEDULER, problem, now=now):
-            email_operator(MailerResource(), problem, now)
+        email_operator(MailerResource(), problem, now)
+    elif log_limit is None or log_limit.due("problem"):
+        logger.error("DUPLICATE SCHEDULER: %s", problem)
