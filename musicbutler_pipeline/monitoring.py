@@ -321,7 +321,7 @@ class HeartbeatWatch:
     def observe(self, owners: Mapping[str, str], now: datetime) -> dict[str, list[str]]:
         """Feed one sample {daemon type: daemon id}; returns the daemon types whose row went back
         to an earlier owner, with the owners in the order seen."""
-        alternating = {}
+        alternating: dict[str, list[str]] = {}
         for daemon_type, daemon_id in owners.items():
             seen = [
                 (owner, at)
