@@ -15,9 +15,11 @@ from sqlalchemy import select
 from musicbutler_pipeline.warehouse.schema import scheduler_presence
 from tests.drills.environment import REPO, wait_for
 from tests.drills.schedulers import (
+    DETECTION_BOUND,
     QUIET_WATCH,
     SCHEDULER,
     Site,
+    first_signals,
     make_site,
     operator_emails,
     wait_for_detection,
@@ -173,4 +175,12 @@ def test_daemon_without_our_code_beside_musicbutler_daemon_is_reported(
         + ")"
     )
     assert "presence" not in detection.first_signals
+    # Dagster's own line, read by `musicbutler daemon`, is recorded too (at its next heartbeat).
+    logged = wait_for(
+        lambda: first_signals(site, started).get("daemon_log"),
+        timeout=DETECTION_BOUND - (datetime.now(UTC) - started).total_seconds(),
+        what="the daemon_log signal",
+        interval=2,
+    )
+    print(f"daemon_log signal first seen {logged:.1f}s after the second daemon started")
     assert legitimate.poll() is None
