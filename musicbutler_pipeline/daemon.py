@@ -6,7 +6,7 @@ instance's own database when its storage is PostgreSQL, else a file lock in DAGS
 run `dagster-daemon run` as a child for as long as we hold it. A second `musicbutler daemon`
 waits or exits; if the lock is lost (the database connection dropped), the child is stopped.
 
-The child's stderr passes through us: Dagster's "Another SCHEDULER daemon is still sending
+The child's output passes through us: Dagster's "Another SCHEDULER daemon is still sending
 heartbeats" line, which it logs at every heartbeat while a second daemon shares the instance
 (whatever code that one runs), is recorded in the warehouse as evidence of a second scheduler.
 """
@@ -22,7 +22,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, TextIO
 
 from dagster import DagsterInstance
 from sqlalchemy import Engine
@@ -78,13 +78,24 @@ def run_daemon(
         logger.info("instance lock taken; starting %s", " ".join(command or daemon_command(module)))
         engine = make_engine(warehouse_url or Settings.from_env().warehouse_url)
         try:
-            child = subprocess.Popen(command or daemon_command(module), stderr=subprocess.PIPE)
-            relay = threading.Thread(
-                target=_relay_stderr, args=(child, engine), name="daemon-stderr", daemon=True
+            child = subprocess.Popen(
+                command or daemon_command(module), stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
-            relay.start()
+            # Dagster's daemon logs to stdout; its code servers' warnings go to stderr.
+            relays = [
+                threading.Thread(
+                    target=_relay, args=(child, source, sink, engine), name=name, daemon=True
+                )
+                for source, sink, name in (
+                    (child.stdout, sys.stdout, "daemon-stdout"),
+                    (child.stderr, sys.stderr, "daemon-stderr"),
+                )
+            ]
+            for relay in relays:
+                relay.start()
             code = _supervise(child, lock)
-            relay.join(timeout=STOP_GRACE_SECONDS)
+            for relay in relays:
+                relay.join(timeout=STOP_GRACE_SECONDS)
             return code
         finally:
             engine.dispose()
@@ -92,14 +103,15 @@ def run_daemon(
         lock.release()
 
 
-def _relay_stderr(child: subprocess.Popen[bytes], engine: Engine) -> None:
-    """Pass the child's stderr on, and record each "Another … daemon" line it logs."""
-    stream: IO[bytes] | None = child.stderr
-    if stream is None:
+def _relay(
+    child: subprocess.Popen[bytes], source: IO[bytes] | None, sink: TextIO, engine: Engine
+) -> None:
+    """Pass one of the child's output streams on, and record each "Another … daemon" line."""
+    if source is None:
         return
-    for line in iter(stream.readline, b""):
-        sys.stderr.buffer.write(line)
-        sys.stderr.buffer.flush()
+    for line in iter(source.readline, b""):
+        sink.buffer.write(line)
+        sink.flush()
         daemon_type = another_daemon_in_log(line.decode(errors="replace"))
         if daemon_type is None:
             continue

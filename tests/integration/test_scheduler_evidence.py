@@ -137,11 +137,17 @@ def test_musicbutler_daemon_records_dagsters_another_daemon_line(
         "dagster.daemon.SchedulerDaemon - ERROR - Another SCHEDULER daemon is still sending "
         "heartbeats. You likely have multiple daemon processes running at once"
     )
-    child = [sys.executable, "-c", f"import sys; print({line!r}, file=sys.stderr)"]
+    # Dagster's daemon logs to stdout; a code server's warnings come on stderr.
+    child = [
+        sys.executable,
+        "-c",
+        f"import sys; print({line!r}); print('a code server warning', file=sys.stderr)",
+    ]
     (tmp_path / "dagster").mkdir()
     with DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
         code = run_daemon(instance, wait=False, command=child, warehouse_url=str(sqlite_engine.url))
     assert code == 0
     [signal] = recent_signals(sqlite_engine, since=datetime.now(UTC) - timedelta(minutes=1))
     assert signal.signal == DAEMON_LOG_SIGNAL and signal.subject.startswith("SCHEDULER ")
-    assert line in capfd.readouterr().err  # still passed on to the operator's log
+    relayed = capfd.readouterr()  # still passed on to the operator's log
+    assert line in relayed.out and "a code server warning" in relayed.err
