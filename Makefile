@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test lint format ui benchmarks screenshots clean
+.PHONY: install demo test drills lint format ui benchmarks screenshots clean
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -20,6 +20,11 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
+
+# The scheduler-detection matrix: real daemons at the defaults, SQLite and PostgreSQL instances,
+# one host and two (namespaces), three runs each, and the false alarms; prints every delay.
+drills: $(INSTALLED)
+	$(BIN)/python -m pytest -m drills_matrix -s tests/drills/test_scheduler_matrix.py
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

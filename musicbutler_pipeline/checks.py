@@ -15,7 +15,12 @@ from dagster import (
 from musicbutler_pipeline.assets import drop_notifications
 from musicbutler_pipeline.assets.metadata import markdown_table
 from musicbutler_pipeline.domain.ledger import STALE_AFTER, SendLedger
-from musicbutler_pipeline.monitoring import ALERT_PERIOD, DUPLICATE_SCHEDULER, latest_alert
+from musicbutler_pipeline.monitoring import (
+    ALERT_PERIOD,
+    DUPLICATE_SCHEDULER,
+    latest_alert,
+    scheduler_evidence,
+)
 from musicbutler_pipeline.partitions import daily_partitions
 from musicbutler_pipeline.resources import WarehouseResource
 from musicbutler_pipeline.sensors.schedulers import SINGLE_SCHEDULER_CHECK
@@ -131,10 +136,14 @@ def single_scheduler(
 ) -> AssetCheckResult:
     now = datetime.now(UTC)
     alert = latest_alert(warehouse.engine, DUPLICATE_SCHEDULER, since=now - ALERT_PERIOD)
+    problem = scheduler_evidence(warehouse.engine, now=now).problem
     return AssetCheckResult(
-        passed=alert is None,
+        passed=alert is None and problem is None,
         severity=AssetCheckSeverity.ERROR,
-        metadata={"last_alert": f"{alert[0]:%Y-%m-%d %H:%M} UTC: {alert[1]}" if alert else "none"},
+        metadata={
+            "last_alert": f"{alert[0]:%Y-%m-%d %H:%M} UTC: {alert[1]}" if alert else "none",
+            "now": problem or "one scheduler",
+        },
     )
 
 

@@ -17,6 +17,7 @@ from musicbutler_pipeline.resources import (
 )
 from musicbutler_pipeline.schedules import daily_drops_schedule
 from musicbutler_pipeline.sensors import all_sensors
+from musicbutler_pipeline.sensors.presence import start_scheduler_watch
 
 
 def build_definitions(
@@ -47,3 +48,7 @@ def build_definitions(
 
 
 defs = build_definitions()
+
+# Only in a scheduler's code server (dagster-daemon, dagster dev): its presence, written whether or
+# not this daemon is the one that evaluates the sensors.
+start_scheduler_watch()

@@ -15,8 +15,7 @@ from musicbutler_pipeline.monitoring import (
     ALERT_PERIOD,
     DUPLICATE_SCHEDULER,
     latest_alert,
-    overlapping,
-    recent_presences,
+    scheduler_evidence,
 )
 from musicbutler_pipeline.partitions import latest_partition_day
 from musicbutler_pipeline.settings import Settings, SettingsError, display_url, secret_key
@@ -26,7 +25,6 @@ from musicbutler_pipeline.warehouse.migrate import current_revision, head_revisi
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_FRESH = timedelta(minutes=2)
-PRESENCE_WINDOW = timedelta(minutes=5)
 # An unknown outcome stays a problem until an operator resolves it; look back this far for them.
 UNKNOWN_LOOKBACK = timedelta(days=366)
 
@@ -155,19 +153,17 @@ def _scheduler_findings(settings: Settings, engine: Engine, now: datetime) -> li
     from musicbutler_pipeline.runner import dagster_instance, dead_runs
 
     findings = []
-    concurrent = overlapping(recent_presences(engine, since=now - PRESENCE_WINDOW))
-    if concurrent:
+    # What any host's schedulers recorded in the last minute: seen from every host alike.
+    problem = scheduler_evidence(engine, now=now).problem
+    if problem:
+        findings.append(Finding("PROBLEM", problem))
+    alert = latest_alert(engine, DUPLICATE_SCHEDULER, since=now - ALERT_PERIOD)
+    if alert and not problem:
         findings.append(
             Finding(
-                "PROBLEM",
-                f"{len(concurrent)} scheduler daemons are running: "
-                + "; ".join(p.describe() for p in concurrent),
+                "note",
+                f"a second scheduler was seen at {alert[0]:%H:%M} UTC and is no longer: {alert[1]}",
             )
-        )
-    alert = latest_alert(engine, DUPLICATE_SCHEDULER, since=now - ALERT_PERIOD)
-    if alert and not concurrent:
-        findings.append(
-            Finding("PROBLEM", f"a second scheduler was seen at {alert[0]:%H:%M} UTC: {alert[1]}")
         )
     instance = dagster_instance(settings)
     try:

@@ -1,6 +1,6 @@
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from dagster import (
     AssetCheckEvaluation,
@@ -12,16 +12,12 @@ from dagster import (
     sensor,
 )
 
-from musicbutler_pipeline.domain.ledger import code_version
 from musicbutler_pipeline.monitoring import (
     DUPLICATE_SCHEDULER,
     alert_email,
     claim_alert,
-    daemon_pid,
     heartbeat_ids_alternate,
-    overlapping,
-    recent_presences,
-    record_presence,
+    scheduler_evidence,
 )
 from musicbutler_pipeline.resources import MailerResource, WarehouseResource
 from musicbutler_pipeline.settings import Settings
@@ -33,8 +29,12 @@ HISTORY = 12  # heartbeat owners remembered in the cursor
 
 
 def build_duplicate_scheduler_sensor(minimum_interval_seconds: int = 30) -> SensorDefinition:
-    """A sensor, on by default, that alerts when two scheduler daemons share the instance."""
-    window = timedelta(seconds=max(4 * minimum_interval_seconds, 120))
+    """A sensor, on by default, that alerts when two scheduler daemons share the instance.
+
+    It reports what the schedulers' own watch threads (sensors/presence.py) and `musicbutler
+    daemon` recorded in the warehouse; its own heartbeat sampling, once per evaluation, is a
+    last resort.
+    """
 
     @sensor(
         name="duplicate_scheduler_sensor",
@@ -51,8 +51,7 @@ def build_duplicate_scheduler_sensor(minimum_interval_seconds: int = 30) -> Sens
     ) -> SensorResult:
         now = datetime.now(UTC)
         engine = warehouse.engine
-        record_presence(engine, pid=daemon_pid(), code_version=code_version(), now=now)
-        concurrent = overlapping(recent_presences(engine, since=now - window))
+        evidence = scheduler_evidence(engine, now=now)
 
         cursor = json.loads(context.cursor) if context.cursor else {}
         owners: list[str] = cursor.get("heartbeat_owners", [])
@@ -61,12 +60,8 @@ def build_duplicate_scheduler_sensor(minimum_interval_seconds: int = 30) -> Sens
             owners = [*owners, heartbeat.daemon_id][-HISTORY:]
         alternating = heartbeat_ids_alternate(owners)
 
-        problem = None
-        if concurrent:
-            problem = f"{len(concurrent)} scheduler daemons are running on this instance: " + (
-                "; ".join(p.describe() for p in concurrent)
-            )
-        elif alternating:
+        problem = evidence.problem
+        if problem is None and alternating:
             problem = (
                 "the SCHEDULER heartbeat keeps changing hands between daemon ids "
                 f"{', '.join(sorted(set(owners)))}: more than one scheduler daemon is running"
@@ -76,7 +71,7 @@ def build_duplicate_scheduler_sensor(minimum_interval_seconds: int = 30) -> Sens
         if problem:
             context.log.error("DUPLICATE SCHEDULER: %s", problem)
             if claim_alert(engine, DUPLICATE_SCHEDULER, problem, now=now):
-                _email_operator(mailer, problem, now)
+                email_operator(mailer, problem, now)
         if problem or was_failing:
             events.append(
                 AssetCheckEvaluation(
@@ -92,7 +87,7 @@ def build_duplicate_scheduler_sensor(minimum_interval_seconds: int = 30) -> Sens
     return duplicate_scheduler_sensor
 
 
-def _email_operator(mailer: MailerResource, problem: str, now: datetime) -> None:
+def email_operator(mailer: MailerResource, problem: str, now: datetime) -> None:
     settings = Settings.from_env()
     if not settings.operator_email:
         logger.warning("MUSICBUTLER_OPERATOR_EMAIL is not set: the operator gets no e-mail")

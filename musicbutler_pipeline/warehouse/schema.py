@@ -247,6 +247,24 @@ scheduler_presence = Table(
     Column("first_seen", Timestamp, nullable=False),
     Column("last_seen", Timestamp, nullable=False),
     Column("code_version", String(64), nullable=False),
+    # When the daemon process started: tells a restarted daemon that got the same pid (pid 1 in a
+    # container) from the one before it.
+    Column("started_at", Timestamp),
+)
+
+# Evidence of a second scheduler other than overlapping presences, one row per (signal, subject),
+# last_seen refreshed while it keeps being observed: the heartbeat row changing hands, Dagster's
+# "Another … daemon" log line read by `musicbutler daemon`, two runs for one schedule tick.
+scheduler_signals = Table(
+    "scheduler_signals",
+    metadata,
+    Column("signal", String(32), primary_key=True),
+    Column("subject", String(255), primary_key=True),
+    Column("detail", Text, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("first_seen", Timestamp, nullable=False),
+    Column("last_seen", Timestamp, nullable=False),
 )
 
 # Operator alerts, one row per (kind, period): inserting the row is the atomic "at most once an

@@ -1,14 +1,11 @@
-"""The project's definitions with a schedule that ticks every minute and a fast sensor, so the
-two-scheduler drill sees ticks and detection in a test's time."""
+"""The project's definitions with a schedule that ticks every minute, so the two-scheduler drill
+sees ticks in a test's time. The sensors are the shipped ones, at their default intervals."""
 
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleDefinition, ScheduleEvaluationContext
 
 from musicbutler_pipeline.definitions import build_definitions
 from musicbutler_pipeline.jobs import daily_drops_job
-from musicbutler_pipeline.sensors import daily_drops_failure_sensor
-from musicbutler_pipeline.sensors.schedulers import build_duplicate_scheduler_sensor
-
-SENSOR_INTERVAL_SECONDS = 5
+from musicbutler_pipeline.sensors import all_sensors
 
 
 def _sample_day(_context: ScheduleEvaluationContext) -> RunRequest:
@@ -26,8 +23,5 @@ every_minute = ScheduleDefinition(
 
 defs = build_definitions(
     schedules=[every_minute],
-    sensors=[
-        daily_drops_failure_sensor,
-        build_duplicate_scheduler_sensor(minimum_interval_seconds=SENSOR_INTERVAL_SECONDS),
-    ],
+    sensors=all_sensors,
 )

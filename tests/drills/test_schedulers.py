@@ -2,6 +2,7 @@
 
 import os
 import signal
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,11 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from sqlalchemy import select
 
 from musicbutler_pipeline.warehouse.dialect import as_utc
-from musicbutler_pipeline.warehouse.schema import operator_alerts, scheduler_presence
-from tests.drills.drill_definitions import SENSOR_INTERVAL_SECONDS
+from musicbutler_pipeline.warehouse.schema import (
+    operator_alerts,
+    scheduler_presence,
+    scheduler_signals,
+)
 from tests.drills.environment import Drill, output, wait_for
 from tests.drills.sink import Sink
 
@@ -68,7 +72,8 @@ def test_two_dagster_daemons_still_send_once_and_are_detected(
     drill: Drill, sink: Sink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Bypassing our lock: two plain dagster-daemon processes with a schedule ticking each
-    minute. Both fire every tick; the ledger keeps it to one email each; the sensor alerts."""
+    minute. Both fire every tick; the ledger keeps it to one email each; the operator is alerted
+    within the promised 2 minutes, with every sensor at its default interval."""
     drill.extra_env["MUSICBUTLER_OPERATOR_EMAIL"] = "ops@example.org"
     command = ("dagster-daemon", "run", "-m", "tests.drills.drill_definitions")
     first = drill.start(*command)
@@ -77,12 +82,13 @@ def test_two_dagster_daemons_still_send_once_and_are_detected(
         with drill.engine.connect() as connection:
             return connection.execute(select(scheduler_presence)).all()
 
-    wait_for(lambda: len(presences()) == 1, timeout=120, what="the first daemon's sensor tick")
+    wait_for(lambda: len(presences()) == 1, timeout=120, what="the first daemon's presence")
+    second_started = datetime.now(UTC)
     second = drill.start(*command)
     [second_seen] = wait_for(
         lambda: [p for p in presences() if p.daemon_pid == second.pid],
         timeout=120,
-        what="the second daemon's sensor tick",
+        what="the second daemon's presence",
     )
 
     def alert():
@@ -90,12 +96,13 @@ def test_two_dagster_daemons_still_send_once_and_are_detected(
             return connection.execute(select(operator_alerts)).first()
 
     raised = wait_for(alert, timeout=120, what="the duplicate-scheduler alert")
-    delay = (as_utc(raised.created_at) - as_utc(second_seen.first_seen)).total_seconds()
+    delay = (as_utc(raised.created_at) - second_started).total_seconds()
     print(
-        f"\ndetection: alert {delay:.1f}s after the second daemon's first sensor tick "
-        f"(sensor interval {SENSOR_INTERVAL_SECONDS}s)"
+        f"\ndetection: alert {delay:.1f}s after the second daemon started "
+        f"({(as_utc(second_seen.first_seen) - second_started).total_seconds():.1f}s to its "
+        "first presence)"
     )
-    assert delay <= 2 * SENSOR_INTERVAL_SECONDS + 5
+    assert delay <= 120  # the promised bound; the delay itself is load's business
 
     instance = _instance(drill, monkeypatch)
 
@@ -111,6 +118,16 @@ def test_two_dagster_daemons_still_send_once_and_are_detected(
         what="two scheduled runs to finish",
         interval=1,
     )
+
+    def double_ticks() -> list:
+        with drill.engine.connect() as connection:
+            return connection.execute(
+                select(scheduler_signals).where(scheduler_signals.c.signal == "double_tick")
+            ).all()
+
+    [double_tick, *_] = wait_for(
+        double_ticks, timeout=90, what="the double-launched tick to be recorded", interval=1
+    )
     for process in (first, second):
         os.killpg(process.pid, signal.SIGTERM)
     for process in (first, second):
@@ -121,7 +138,7 @@ def test_two_dagster_daemons_still_send_once_and_are_detected(
     print(
         f"two dagster-daemons: {len(done)} scheduled runs finished, {EMAILS_OWED} owed, "
         f"{sum(received.values())} received, max per recipient {max(received.values())}, "
-        f"operator e-mails {sum(alerts.values())}"
+        f"operator e-mails {sum(alerts.values())}; {double_tick.detail}"
     )
     assert len(received) == EMAILS_OWED and set(received.values()) == {1}
     assert {run.status for run in done} == {DagsterRunStatus.SUCCESS}, [

@@ -194,7 +194,7 @@ def test_unsent_days_count_every_reason(engine: Engine) -> None:
 
 def test_migration_keeps_announcements_on_sqlite(tmp_path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    upgrade(engine, "0003")
+    upgrade(engine, "0004")
     with engine.begin() as connection:
         connection.execute(
             text(
