@@ -1,0 +1,1 @@
+"""The subscriber-facing web app served by `musicbutler web`."""
