@@ -4,16 +4,26 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test drills lint format ui benchmarks screenshots clean
+.PHONY: install lock demo test drills lint format ui benchmarks screenshots clean
 
-$(INSTALLED): pyproject.toml
+# constraints.txt pins every package to the version CI tested; `make lock` refreshes it.
+$(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(INSTALLED)
 
 install: $(INSTALLED)
+
+# Resolve pyproject.toml's ranges afresh in a scratch venv and pin the result in constraints.txt.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	{ echo "# Every package at the version CI tested; regenerate with \`make lock\`."; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable; } > constraints.txt
+	rm -rf .lock-venv
 
 demo: $(INSTALLED)
 	$(BIN)/musicbutler demo
@@ -26,9 +36,12 @@ test: $(INSTALLED)
 drills: $(INSTALLED)
 	$(BIN)/python -m pytest -m drills_matrix -s tests/drills/test_scheduler_matrix.py
 
+# ruff, pyright (standard mode) and the import contracts of pyproject.toml; pre-commit runs the same.
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/pyright --pythonpath $(BIN)/python
+	$(BIN)/lint-imports
 
 format: $(INSTALLED)
 	$(BIN)/ruff check --fix .
