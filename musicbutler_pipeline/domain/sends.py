@@ -72,7 +72,7 @@ class SendRow:
     partition_date: date
     subscriber_id: int
     recipient: str
-    state: str
+    state: SendState
     run_id: str
     host: str
     pid: int
@@ -83,7 +83,7 @@ class SendRow:
     claimed_at: datetime
     sent_at: datetime | None
     error: str | None
-    phase: str
+    phase: SendPhase
     permanent_failure: bool
 
     @property

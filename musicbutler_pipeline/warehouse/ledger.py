@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -253,7 +254,7 @@ class SendLedger:
                 .where(sends.c.partition_date == partition_date)
                 .order_by(sends.c.subscriber_id)
             ).all()
-        return [SendRow(**row._mapping) for row in rows]
+        return [_send_row(row._mapping) for row in rows]
 
     def state_counts(self, partition_date: date) -> dict[str, int]:
         with self.engine.connect() as connection:
@@ -289,7 +290,7 @@ class SendLedger:
                 .order_by(sends.c.partition_date, sends.c.subscriber_id)
             ).all()
         found = []
-        for row in (SendRow(**row._mapping) for row in rows):
+        for row in (_send_row(row._mapping) for row in rows):
             if sender_gone(row.host, row.pid):
                 found.append((row, f"sender pid {row.pid} on {row.host} is gone"))
             elif as_utc(row.claimed_at) < cutoff:
@@ -406,7 +407,7 @@ class SendLedger:
                 .where(sends.c.state == SendState.UNKNOWN, sends.c.partition_date >= since)
                 .order_by(sends.c.partition_date, sends.c.subscriber_id)
             ).all()
-        return [SendRow(**row._mapping) for row in rows]
+        return [_send_row(row._mapping) for row in rows]
 
     def unsent_days(self, since: date, until: date | None = None) -> list[UnsentDay]:
         """Days from ``since`` (to ``until``) with subscribed subscribers owed an email (they have
@@ -494,6 +495,16 @@ class SendLedger:
                 .having(func.count() > 1)
             ).all()
         return [(day, subscriber, count) for day, subscriber, count in rows]
+
+
+def _send_row(columns: Mapping[str, Any]) -> SendRow:
+    return SendRow(
+        **{
+            **columns,
+            "state": SendState(columns["state"]),
+            "phase": SendPhase(columns["phase"]),
+        }
+    )
 
 
 def _owed_not_sent(since: date, until: date | None) -> tuple[Subquery, Select[tuple[()]]]:
