@@ -7,8 +7,8 @@
 Sends ``count`` small messages to a loopback aiosmtpd sink (its own process) the way
 ``notifier.send_digests`` does: claim the ledger row, send through ``SmtpMailer``, mark it sent.
 ``without phase`` passes no ``before_body`` hook (the ledger writes of the old code: claim and
-mark sent); ``with phase`` adds ``SendLedger.mark_phase(claim, "body")`` just before the body
-(what the pipeline does now). Variants alternate within each round, so load on a shared machine
+mark sent); ``with phase`` adds ``SendLedger.mark_phase(claim, SendPhase.BODY)`` just before the
+body (what the pipeline does now). Variants alternate within each round, so load on a shared machine
 hits both alike; the table gives the median round. SQLite always; PostgreSQL with ``--postgres``
 (a scratch database is created and dropped).
 """
@@ -30,9 +30,10 @@ from pathlib import Path
 from sqlalchemy import create_engine, insert, text
 
 from benchmarks.smtp_throughput import _sink
-from musicbutler_pipeline.domain.ledger import Sender, SendLedger
-from musicbutler_pipeline.mail.mailer import PHASE_BODY, SmtpMailer
+from musicbutler_pipeline.domain.sends import Sender, SendPhase
+from musicbutler_pipeline.mail.mailer import SmtpMailer
 from musicbutler_pipeline.warehouse.engine import make_engine
+from musicbutler_pipeline.warehouse.ledger import SendLedger
 from musicbutler_pipeline.warehouse.migrate import upgrade
 from musicbutler_pipeline.warehouse.schema import subscribers
 
@@ -80,7 +81,7 @@ def _round(url: str, port: int, count: int, with_phase: bool) -> float:
                 message_id="<m>",
                 release_group_count=0,
             )
-            hook = partial(ledger.mark_phase, claim, PHASE_BODY) if with_phase else None
+            hook = partial(ledger.mark_phase, claim, SendPhase.BODY) if with_phase else None
             mailer.send(message, before_body=hook)
             ledger.mark_sent(claim, DAY, subscriber, [])
     elapsed = time.perf_counter() - start

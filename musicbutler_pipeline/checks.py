@@ -14,17 +14,16 @@ from dagster import (
 
 from musicbutler_pipeline.assets import drop_notifications
 from musicbutler_pipeline.assets.metadata import markdown_table
-from musicbutler_pipeline.domain.ledger import STALE_AFTER, SendLedger
-from musicbutler_pipeline.monitoring import (
-    ALERT_PERIOD,
-    DUPLICATE_SCHEDULER,
-    latest_alert,
-    scheduler_evidence,
-)
+from musicbutler_pipeline.domain.schedulers import ALERT_PERIOD, DUPLICATE_SCHEDULER
+from musicbutler_pipeline.domain.sends import STALE_AFTER
 from musicbutler_pipeline.partitions import daily_partitions
+from musicbutler_pipeline.processes import sender_gone
 from musicbutler_pipeline.resources import WarehouseResource
 from musicbutler_pipeline.sensors.schedulers import SINGLE_SCHEDULER_CHECK
-from musicbutler_pipeline.warehouse.repository import release_groups_sent_twice, unsent_owed
+from musicbutler_pipeline.services.schedulers import scheduler_evidence
+from musicbutler_pipeline.warehouse.ledger import SendLedger
+from musicbutler_pipeline.warehouse.monitoring import latest_alert
+from musicbutler_pipeline.warehouse.repository import release_groups_sent_twice
 
 
 def _every_owed_email_sent(
@@ -33,9 +32,9 @@ def _every_owed_email_sent(
     # Evaluated per partition, in the run that sent it: a look-back over the last days would
     # let a day whose every email failed pass as soon as an older failure was resolved.
     day = date.fromisoformat(context.partition_key)
-    [unsent] = SendLedger(warehouse.engine).unsent_days(day, day) or [None]
-    with warehouse.engine.connect() as connection:
-        missing = [row for row in unsent_owed(connection, day) if row[0] == day]
+    ledger = SendLedger(warehouse.engine)
+    [unsent] = ledger.unsent_days(day, day) or [None]
+    missing = ledger.unsent_emails(day, day)
     only_rejected = unsent is None or unsent.needs_attention == 0
     return AssetCheckResult(
         passed=unsent is None,
@@ -84,7 +83,7 @@ with warnings.catch_warnings():
 def no_stale_claims(
     context: AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> AssetCheckResult:
-    stale = SendLedger(warehouse.engine).unresolved_claims(STALE_AFTER)
+    stale = SendLedger(warehouse.engine, sender_gone=sender_gone).unresolved_claims(STALE_AFTER)
     return AssetCheckResult(
         passed=not stale,
         severity=AssetCheckSeverity.ERROR,

@@ -195,7 +195,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_sends(settings: Settings, args: argparse.Namespace) -> int:
-    from musicbutler_pipeline.domain.ledger import SendLedger
+    from musicbutler_pipeline.domain.sends import SendState
+    from musicbutler_pipeline.warehouse.ledger import SendLedger
 
     if not args.date:
         raise CommandError("sends: --date YYYY-MM-DD is required", EXIT_USAGE)
@@ -212,7 +213,7 @@ def cmd_sends(settings: Settings, args: argparse.Namespace) -> int:
             f"{row.claimed_at:%Y-%m-%d %H:%M:%S}  {row.error or ''}"
         )
     print(f"{len(rows)} send(s) for {day}")
-    undecided = [row for row in rows if row.state in ("claimed", "unknown")]
+    undecided = [row for row in rows if row.state in (SendState.CLAIMED, SendState.UNKNOWN)]
     if undecided:
         delivered = sum(row.may_have_been_delivered for row in undecided)
         print(
@@ -224,8 +225,10 @@ def cmd_sends(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_sends_reconcile(settings: Settings, args: argparse.Namespace) -> int:
-    from musicbutler_pipeline.domain.ledger import ReconcileAction, SendLedger
     from musicbutler_pipeline.domain.rules import email_key
+    from musicbutler_pipeline.domain.sends import ReconcileAction
+    from musicbutler_pipeline.processes import sender_gone
+    from musicbutler_pipeline.warehouse.ledger import SendLedger
     from musicbutler_pipeline.warehouse.repository import subscribers_by_address
 
     day = _day(args.date)
@@ -242,7 +245,7 @@ def cmd_sends_reconcile(settings: Settings, args: argparse.Namespace) -> int:
             raise CommandError(f"no subscriber {', '.join(missing)}")
         subscriber_ids = {subscriber.id for subscriber in found.values()}
     action = ReconcileAction.RESEND if args.resend else ReconcileAction.MARK_SENT
-    result = SendLedger(engine).reconcile(
+    result = SendLedger(engine, sender_gone=sender_gone).reconcile(
         day,
         action,
         subscriber_ids=subscriber_ids,

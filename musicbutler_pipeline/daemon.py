@@ -28,12 +28,13 @@ from dagster import DagsterInstance
 from sqlalchemy import Engine
 
 from musicbutler_pipeline.definitions import defs
+from musicbutler_pipeline.domain.schedulers import DAEMON_LOG_SIGNAL, another_daemon_in_log
 from musicbutler_pipeline.locks import AdvisoryLock, ExclusiveLock, FileLock
-from musicbutler_pipeline.monitoring import DAEMON_LOG_SIGNAL, another_daemon_in_log, record_signal
 from musicbutler_pipeline.runner import ensure_pool_limits, job_pools
 from musicbutler_pipeline.sensors.presence import report_evidence
 from musicbutler_pipeline.settings import Settings
 from musicbutler_pipeline.warehouse.engine import make_engine
+from musicbutler_pipeline.warehouse.monitoring import record_signal
 
 logger = logging.getLogger(__name__)
 

@@ -10,17 +10,16 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from musicbutler_pipeline.domain.ledger import OWED_WINDOW, STALE_AFTER, SendLedger, SendRow
-from musicbutler_pipeline.monitoring import (
-    ALERT_PERIOD,
-    DUPLICATE_SCHEDULER,
-    latest_alert,
-    scheduler_evidence,
-)
+from musicbutler_pipeline.domain.schedulers import ALERT_PERIOD, DUPLICATE_SCHEDULER
+from musicbutler_pipeline.domain.sends import OWED_WINDOW, STALE_AFTER, SendRow
 from musicbutler_pipeline.partitions import latest_partition_day
+from musicbutler_pipeline.processes import sender_gone
+from musicbutler_pipeline.services.schedulers import scheduler_evidence
 from musicbutler_pipeline.settings import Settings, SettingsError, display_url, secret_key
 from musicbutler_pipeline.warehouse.engine import make_engine
+from musicbutler_pipeline.warehouse.ledger import SendLedger
 from musicbutler_pipeline.warehouse.migrate import current_revision, head_revision
+from musicbutler_pipeline.warehouse.monitoring import latest_alert
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +69,7 @@ def diagnose(settings: Settings, now: datetime | None = None) -> list[Finding]:
         findings.append(Finding("ok", f"warehouse schema at {head}"))
         # Unsent days matter while they may still be sent, and for a week in any case.
         window = max(OWED_WINDOW, timedelta(days=settings.max_send_age_days))
-        findings += _ledger_findings(SendLedger(engine), window=window)
+        findings += _ledger_findings(SendLedger(engine, sender_gone=sender_gone), window=window)
         findings += _scheduler_findings(settings, engine, now)
     finally:
         engine.dispose()

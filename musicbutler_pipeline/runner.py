@@ -14,7 +14,7 @@ import filelock
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, Definitions, RunsFilter
 from sqlalchemy.exc import SQLAlchemyError
 
-from musicbutler_pipeline.domain.ledger import process_alive
+from musicbutler_pipeline.processes import process_alive
 from musicbutler_pipeline.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -4,19 +4,21 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from musicbutler_pipeline.assets.drops import user_drops
 from musicbutler_pipeline.assets.metadata import markdown_table
-from musicbutler_pipeline.domain.ledger import STALE_AFTER, Sender, SendLedger
+from musicbutler_pipeline.domain.sends import STALE_AFTER, SendState
 from musicbutler_pipeline.locks import send_lock
 from musicbutler_pipeline.notifier import NotifyReport, send_digests
 from musicbutler_pipeline.partitions import daily_partitions
+from musicbutler_pipeline.processes import current_sender, sender_gone
 from musicbutler_pipeline.resources import MailerResource, WarehouseResource
-from musicbutler_pipeline.settings import Settings
-from musicbutler_pipeline.unsent import (
+from musicbutler_pipeline.services.alerts import (
     UNKNOWN_OUTCOME,
     UNSENT_DAY,
     alert_operator,
     unknown_outcome_text,
     unsent_day_text,
 )
+from musicbutler_pipeline.settings import Settings
+from musicbutler_pipeline.warehouse.ledger import SendLedger
 
 NOTIFICATION_POOL = "musicbutler_notifications"
 
@@ -37,7 +39,9 @@ def drop_notifications(
     context: AssetExecutionContext, warehouse: WarehouseResource, mailer: MailerResource
 ) -> MaterializeResult:
     day = context.partition_time_window.start.date()
-    ledger = SendLedger(warehouse.engine, Sender.current(context.run.run_id))
+    ledger = SendLedger(
+        warehouse.engine, current_sender(context.run.run_id), sender_gone=sender_gone
+    )
     transport = mailer.open()
     context.log.info("sending %s digests through %s", day, transport.description)
     report = send_digests(
@@ -70,10 +74,10 @@ def drop_notifications(
             "skipped_failed_permanently_before": report.failed_before,
             "release_groups_announced": report.release_groups_announced,
             "day_locked_by_another_process": report.locked_by or "",
-            "ledger_sent_total": counts.get("sent", 0),
-            "ledger_failed_total": counts.get("failed", 0),
-            "ledger_claimed_total": counts.get("claimed", 0),
-            "ledger_unknown_total": counts.get("unknown", 0),
+            "ledger_sent_total": counts.get(SendState.SENT, 0),
+            "ledger_failed_total": counts.get(SendState.FAILED, 0),
+            "ledger_claimed_total": counts.get(SendState.CLAIMED, 0),
+            "ledger_unknown_total": counts.get(SendState.UNKNOWN, 0),
             "owed_not_sent_retryable": unsent.retryable if unsent else 0,
             "owed_not_sent_unknown": unsent.unknown if unsent else 0,
             "owed_not_sent_total": unsent.needs_attention if unsent else 0,

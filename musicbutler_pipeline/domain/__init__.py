@@ -1,1 +1,2 @@
-"""Dagster-free domain: value types, the drop rules, digest rendering and the send ledger."""
+"""Dagster-free domain: value types, the drop rules, digest rendering, the send ledger's values and
+the scheduler-evidence rules."""

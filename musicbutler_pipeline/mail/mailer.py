@@ -41,20 +41,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self, TextIO, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from musicbutler_pipeline.domain.sends import SendPhase
+
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
 logger = logging.getLogger(__name__)
-
-# How far one SMTP transaction got, recorded with every failure and in the send ledger. Up to and
-# including PHASE_DATA (the DATA command and its 354) nothing can have been delivered.
-PHASE_CONNECT = "connect"  # connection, greeting, EHLO, STARTTLS, AUTH
-PHASE_MAIL = "mail"
-PHASE_RCPT = "rcpt"
-PHASE_DATA = "data"
-PHASE_BODY = "body"  # the message is being written: from here on the server may store it
-PHASE_REPLY = "reply"  # the terminator is out, waiting for the final reply
-PHASE_ACCEPTED = "accepted"
 
 # RFC 5321 4.5.3.2.6: a client should wait 10 minutes for the reply to the end of DATA, because
 # the server may be filtering or relaying the message before it answers.
@@ -101,11 +93,11 @@ class MailOutcomeUnknown(MailError):
 
     outcome_unknown = True
 
-    def __init__(self, message: str, *, phase: str = PHASE_REPLY) -> None:
+    def __init__(self, message: str, *, phase: str = SendPhase.REPLY) -> None:
         super().__init__(message, permanent=False, phase=phase)
 
     def with_message(self, message: str) -> MailError:
-        return MailOutcomeUnknown(message, phase=self.phase or PHASE_REPLY)
+        return MailOutcomeUnknown(message, phase=self.phase or SendPhase.REPLY)
 
 
 class Mailer(ABC):
@@ -242,7 +234,7 @@ class _Temporary(Exception):
         *,
         connection: bool,
         code: int | None = None,
-        phase: str | None = PHASE_CONNECT,
+        phase: str | None = SendPhase.CONNECT,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -262,22 +254,22 @@ class _PhasedTransaction:
     Mixed into ``smtplib.SMTP`` / ``SMTP_SSL``; everything but DATA is smtplib's own code.
     """
 
-    phase: str = PHASE_CONNECT
+    phase: str = SendPhase.CONNECT
     before_body: BeforeBody | None = None
     command_timeout: float = 30.0
     reply_timeout: float = DATA_REPLY_TIMEOUT
 
     def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
-        self.phase = PHASE_MAIL
+        self.phase = SendPhase.MAIL
         return super().mail(sender, options)  # type: ignore[misc]
 
     def rcpt(self, recip: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
-        self.phase = PHASE_RCPT
+        self.phase = SendPhase.RCPT
         return super().rcpt(recip, options)  # type: ignore[misc]
 
     def data(self, msg: Buffer | str) -> tuple[int, bytes]:
         smtp = cast(smtplib.SMTP, self)
-        self.phase = PHASE_DATA
+        self.phase = SendPhase.DATA
         smtp.putcmd("data")
         code, reply = smtp.getreply()
         if code != 354:
@@ -289,12 +281,12 @@ class _PhasedTransaction:
         if body[-2:] != b"\r\n":
             body += b"\r\n"
         body += b".\r\n"
-        self.phase = PHASE_BODY
+        self.phase = SendPhase.BODY
         if self.before_body is not None:
             self.before_body()
         # If this raises, the terminator (the last bytes) never left: nothing was delivered.
         smtp.send(body)
-        self.phase = PHASE_REPLY
+        self.phase = SendPhase.REPLY
         sock = smtp.sock
         try:
             if sock is not None:
@@ -408,7 +400,7 @@ class SmtpMailer(Mailer):
                 f"not attempted: {self.description} failed earlier in this batch "
                 f"({self._unavailable})",
                 permanent=False,
-                phase=PHASE_CONNECT,
+                phase=SendPhase.CONNECT,
             )
         attempt = 0
         free_reconnect = True
@@ -422,7 +414,7 @@ class SmtpMailer(Mailer):
             except _Unusable as exc:
                 self._unavailable = str(exc)
                 raise MailError(
-                    f"{self.description}: {exc}", permanent=False, phase=PHASE_CONNECT
+                    f"{self.description}: {exc}", permanent=False, phase=SendPhase.CONNECT
                 ) from None
             except _Temporary as exc:
                 failure = exc
@@ -480,7 +472,7 @@ class SmtpMailer(Mailer):
             # The server may have stored it: this connection's state is unknowable, and this
             # message must not go out again. The next message gets a fresh connection.
             self._drop_connection()
-            raise MailOutcomeUnknown(f"{self.description}: {exc}", phase=PHASE_REPLY) from None
+            raise MailOutcomeUnknown(f"{self.description}: {exc}", phase=SendPhase.REPLY) from None
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = next(iter(exc.recipients.values()))
             self._reply_failure("RCPT TO refused", code, reply)
@@ -492,7 +484,7 @@ class SmtpMailer(Mailer):
                     f"MAIL FROM refused: {_reply_text(exc.smtp_code, exc.smtp_error)}",
                     permanent=False,
                     code=exc.smtp_code,
-                    phase=PHASE_MAIL,
+                    phase=SendPhase.MAIL,
                 ) from None
             self._reply_failure("MAIL FROM refused", exc.smtp_code, exc.smtp_error)
         except smtplib.SMTPDataError as exc:

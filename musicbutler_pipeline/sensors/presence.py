@@ -18,25 +18,25 @@ from datetime import UTC, datetime, timedelta
 from dagster import DagsterInstance, RunsFilter
 from sqlalchemy import Engine
 
-from musicbutler_pipeline.domain.ledger import code_version
-from musicbutler_pipeline.monitoring import (
+from musicbutler_pipeline.domain.schedulers import (
     DOUBLE_TICK_SIGNAL,
     DUPLICATE_SCHEDULER,
     HEARTBEAT_SAMPLE_PERIOD,
     HEARTBEAT_SIGNAL,
     PRESENCE_PERIOD,
     HeartbeatWatch,
-    SchedulerProcess,
-    claim_alert,
     double_launched_ticks,
-    record_presence,
-    record_signal,
-    scheduler_evidence,
+)
+from musicbutler_pipeline.processes import (
+    SchedulerProcess,
+    code_version,
     scheduler_of_this_process,
 )
 from musicbutler_pipeline.resources import MailerResource
+from musicbutler_pipeline.services.schedulers import scheduler_evidence
 from musicbutler_pipeline.settings import Settings, SettingsError
 from musicbutler_pipeline.warehouse.engine import make_engine
+from musicbutler_pipeline.warehouse.monitoring import claim_alert, record_presence, record_signal
 
 logger = logging.getLogger(__name__)
 

@@ -30,11 +30,11 @@ from dagster import (
     sensor,
 )
 
-from musicbutler_pipeline.domain.ledger import SendLedger
 from musicbutler_pipeline.jobs import daily_drops_job
 from musicbutler_pipeline.partitions import latest_partition_day
 from musicbutler_pipeline.resources import WarehouseResource
 from musicbutler_pipeline.settings import Settings
+from musicbutler_pipeline.warehouse.ledger import SendLedger
 
 RETRY_SENSOR = "retry_failed_sends_sensor"
 RETRY_ATTEMPT_TAG = "musicbutler/retry-attempt"

@@ -12,15 +12,12 @@ from dagster import (
     sensor,
 )
 
-from musicbutler_pipeline.monitoring import (
-    DUPLICATE_SCHEDULER,
-    alert_email,
-    claim_alert,
-    heartbeat_ids_alternate,
-    scheduler_evidence,
-)
+from musicbutler_pipeline.domain.schedulers import DUPLICATE_SCHEDULER, heartbeat_ids_alternate
 from musicbutler_pipeline.resources import MailerResource, WarehouseResource
+from musicbutler_pipeline.services.alerts import duplicate_scheduler_email
+from musicbutler_pipeline.services.schedulers import scheduler_evidence
 from musicbutler_pipeline.settings import Settings
+from musicbutler_pipeline.warehouse.monitoring import claim_alert
 
 logger = logging.getLogger(__name__)
 
@@ -92,16 +89,10 @@ def email_operator(mailer: MailerResource, problem: str, now: datetime) -> None:
     if not settings.operator_email:
         logger.warning("MUSICBUTLER_OPERATOR_EMAIL is not set: the operator gets no e-mail")
         return
-    message = alert_email(
+    message = duplicate_scheduler_email(
+        problem,
         mail_from=mailer.mail_from or settings.mail_from,
         to=settings.operator_email,
-        subject="two schedulers are running",
-        body=(
-            f"{problem}\n\nEvery schedule tick is launched once per scheduler. The send ledger "
-            "keeps subscribers from getting two emails, but stop the extra daemon: only "
-            "`musicbutler daemon` (which takes the instance lock) should run the scheduler.\n"
-            "`musicbutler doctor` shows the current state.\n"
-        ),
         now=now,
     )
     with mailer.open() as transport:

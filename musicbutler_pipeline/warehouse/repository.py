@@ -37,6 +37,7 @@ from musicbutler_pipeline.domain.models import (
     Subscriber,
 )
 from musicbutler_pipeline.domain.rules import email_key
+from musicbutler_pipeline.domain.sends import SendState
 from musicbutler_pipeline.warehouse.dialect import upsert_insert
 from musicbutler_pipeline.warehouse.schema import (
     announcements,
@@ -429,41 +430,6 @@ def top_drops(connection: Connection, day: date, limit: int = 10) -> list[tuple[
     return [(title, credit, count) for title, credit, count in rows]
 
 
-def unsent_owed(connection: Connection, since: date) -> list[tuple[date, str, str, str]]:
-    """(day, recipient, state, error) for every subscribed subscriber with drops on a day from
-    ``since`` on whose email is not marked sent. State is the ledger's, 'rejected' for a permanent
-    failure, or 'no send'."""
-    owed = (
-        select(drops.c.partition_date, drops.c.subscriber_id)
-        .where(drops.c.partition_date >= since)
-        .group_by(drops.c.partition_date, drops.c.subscriber_id)
-        .subquery("owed")
-    )
-    rows = connection.execute(
-        select(
-            owed.c.partition_date,
-            subscribers.c.email,
-            case((sends.c.permanent_failure, literal("rejected")), else_=sends.c.state),
-            sends.c.error,
-        )
-        .select_from(
-            owed.join(subscribers, subscribers.c.id == owed.c.subscriber_id).outerjoin(
-                sends,
-                and_(
-                    sends.c.subscriber_id == owed.c.subscriber_id,
-                    sends.c.partition_date == owed.c.partition_date,
-                ),
-            )
-        )
-        .where(
-            subscribers.c.unsubscribed_at.is_(None),
-            or_(sends.c.state.is_(None), sends.c.state != "sent"),
-        )
-        .order_by(owed.c.partition_date, subscribers.c.email)
-    ).all()
-    return [(day, email, state or "no send", error or "") for day, email, state, error in rows]
-
-
 # --- Raw source pages, and which partition owns a release group (the lookback window) ---------
 
 
@@ -756,7 +722,7 @@ def release_groups_sent_twice(connection: Connection) -> list[tuple[str, str, st
                 and_(
                     sends.c.subscriber_id == drops.c.subscriber_id,
                     sends.c.partition_date == drops.c.partition_date,
-                    sends.c.state == "sent",
+                    sends.c.state == SendState.SENT,
                 ),
             )
         )

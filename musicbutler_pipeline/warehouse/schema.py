@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.engine.default import DefaultExecutionContext
 
 from musicbutler_pipeline.domain.rules import email_key
+from musicbutler_pipeline.domain.sends import SendPhase, SendState
 
 # Stable constraint names so Alembic migrations can refer to them on both dialects.
 metadata = MetaData(
@@ -41,8 +42,9 @@ ID = BigInteger().with_variant(Integer(), "sqlite")
 Timestamp = DateTime(timezone=True)
 
 # 'unknown': the message went out but the server's final reply never came; only an operator
-# resolves it (`musicbutler sends reconcile`).
-SEND_STATES = ("claimed", "sent", "failed", "unknown")
+# resolves it (`musicbutler sends reconcile`). Plain strings, so the CHECK constraint reads
+# state IN ('claimed', 'sent', 'failed', 'unknown').
+SEND_STATES = tuple(state.value for state in SendState)
 
 
 def _email_key_of_row(context: DefaultExecutionContext) -> str:
@@ -189,10 +191,10 @@ sends = Table(
     Column("updated_at", Timestamp, nullable=False),
     Column("error", Text),
     Column("permanent_failure", Boolean, nullable=False, server_default=text("false")),
-    # How far the SMTP transaction got (musicbutler_pipeline.mail.mailer PHASE_*): 'claimed' and
+    # How far the SMTP transaction got (musicbutler_pipeline.domain.sends.SendPhase): 'claimed' and
     # everything up to 'data' mean the message cannot have been delivered; 'body' or 'reply' on
     # an unfinished row mean it may have been.
-    Column("phase", String(16), nullable=False, server_default="claimed"),
+    Column("phase", String(16), nullable=False, server_default=SendPhase.CLAIMED.value),
     UniqueConstraint("partition_date", "subscriber_id"),
     CheckConstraint(f"state IN {SEND_STATES!r}", name="state"),
     # Health checks look for rows that are not 'sent' across all days.

@@ -18,10 +18,11 @@ from dagster import (
 )
 from sqlalchemy import Engine
 
-from musicbutler_pipeline.domain.ledger import Sender, SendLedger
+from musicbutler_pipeline.domain.sends import Sender
 from musicbutler_pipeline.partitions import latest_partition_day
 from musicbutler_pipeline.resources import WarehouseResource
 from musicbutler_pipeline.sensors.retries import build_retry_sensor, retry_delay
+from musicbutler_pipeline.warehouse.ledger import SendLedger
 from tests.builders import add_subscriber
 
 TODAY = latest_partition_day()

@@ -16,10 +16,11 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from musicbutler_pipeline.demo import SAMPLE_DIR
-from musicbutler_pipeline.domain.ledger import SendLedger, SendRow
+from musicbutler_pipeline.domain.sends import SendRow
 from musicbutler_pipeline.sources.musicbrainz import bundled_snapshot_root
 from musicbutler_pipeline.warehouse.engine import make_engine
 from musicbutler_pipeline.warehouse.imports import import_library, import_subscribers
+from musicbutler_pipeline.warehouse.ledger import SendLedger
 from musicbutler_pipeline.warehouse.migrate import upgrade
 from tests.fixtures.loopback import LoopbackServer, Reply
 

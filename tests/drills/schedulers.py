@@ -237,7 +237,8 @@ def wait_for_detection(
 
 def first_signals(site: Site, started: datetime) -> dict[str, float]:
     """When each signal first showed the second scheduler, in seconds after it started."""
-    from musicbutler_pipeline.monitoring import PRESENCE_PERIOD, scheduler_evidence
+    from musicbutler_pipeline.domain.schedulers import PRESENCE_PERIOD
+    from musicbutler_pipeline.services.schedulers import scheduler_evidence
     from musicbutler_pipeline.warehouse.dialect import as_utc
 
     engine = site.engine()

@@ -7,10 +7,11 @@ import uuid
 from datetime import date
 from pathlib import Path
 
-from musicbutler_pipeline.domain.ledger import Sender, SendLedger
 from musicbutler_pipeline.mail.mailer import mailer_from_url
 from musicbutler_pipeline.notifier import MailIdentity, send_digests
+from musicbutler_pipeline.processes import current_sender
 from musicbutler_pipeline.warehouse.engine import make_engine
+from musicbutler_pipeline.warehouse.ledger import SendLedger
 
 
 def main(warehouse_url: str, mail_url: str, day: str, gate: str) -> None:
@@ -26,7 +27,7 @@ def main(warehouse_url: str, mail_url: str, day: str, gate: str) -> None:
         engine,
         date.fromisoformat(day),
         mailer=mailer_from_url(mail_url),
-        ledger=SendLedger(engine, Sender.current(f"contender-{uuid.uuid4().hex[:8]}")),
+        ledger=SendLedger(engine, current_sender(f"contender-{uuid.uuid4().hex[:8]}")),
         identity=MailIdentity("MusicButler <butler@example.org>", "https://example.org", b"k" * 32),
         lock=None,
     )

@@ -6,13 +6,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, func, select
 
-from musicbutler_pipeline.domain.ledger import (
-    ClaimOutcome,
-    LostClaim,
-    ReconcileAction,
-    Sender,
-    SendLedger,
-)
+from musicbutler_pipeline.domain.sends import ClaimOutcome, LostClaim, ReconcileAction, Sender
+from musicbutler_pipeline.processes import sender_gone
+from musicbutler_pipeline.warehouse.ledger import SendLedger
 from musicbutler_pipeline.warehouse.schema import announcements
 from tests.builders import add_subscriber, mbid
 
@@ -20,7 +16,11 @@ DAY = date(2026, 11, 23)
 
 
 def _ledger(engine: Engine, run_id: str) -> SendLedger:
-    return SendLedger(engine, Sender(run_id=run_id, host="host-a", pid=4242, code_version="v1"))
+    return SendLedger(
+        engine,
+        Sender(run_id=run_id, host="host-a", pid=4242, code_version="v1"),
+        sender_gone=sender_gone,
+    )
 
 
 def _claim(ledger: SendLedger, subscriber_id: int):
@@ -98,7 +98,7 @@ def test_reconcile_leaves_live_claims_alone_and_resends_dead_ones(engine: Engine
     ben = add_subscriber(engine, "ben@example.com")
     _claim(dead, ana)
     _claim(live, ben)
-    result = SendLedger(engine).reconcile(DAY, ReconcileAction.RESEND)
+    result = SendLedger(engine, sender_gone=sender_gone).reconcile(DAY, ReconcileAction.RESEND)
     assert result.changed == 1
     assert [row.subscriber_id for row in result.left_alone] == [ben]
     retry = _ledger(engine, "run-3")
@@ -118,7 +118,8 @@ def test_reconcile_mark_sent_announces_the_days_drops(engine: Engine) -> None:
     with engine.begin() as connection:
         replace_drops(connection, DAY)
     _claim(_ledger(engine, "run-1"), ana)
-    result = SendLedger(engine).reconcile(DAY, ReconcileAction.MARK_SENT, include_live=True)
+    reconciler = SendLedger(engine, sender_gone=sender_gone)
+    result = reconciler.reconcile(DAY, ReconcileAction.MARK_SENT, include_live=True)
     assert (result.changed, result.left_alone) == (1, [])
     assert SendLedger(engine).day(DAY)[0].state == "sent"
     with engine.connect() as connection:

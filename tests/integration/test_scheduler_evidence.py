@@ -4,18 +4,20 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
-from musicbutler_pipeline.monitoring import (
+from musicbutler_pipeline.domain.schedulers import (
     EVIDENCE_WINDOW,
     HEARTBEAT_SIGNAL,
     HeartbeatWatch,
     another_daemon_in_log,
-    claim_alert,
     double_launched_ticks,
+)
+from musicbutler_pipeline.processes import scheduler_of_this_process
+from musicbutler_pipeline.services.schedulers import scheduler_evidence
+from musicbutler_pipeline.warehouse.monitoring import (
+    claim_alert,
     recent_presences,
     record_presence,
     record_signal,
-    scheduler_evidence,
-    scheduler_of_this_process,
 )
 
 T0 = datetime(2026, 11, 23, 14, 59, 53, tzinfo=UTC)
@@ -131,7 +133,8 @@ def test_musicbutler_daemon_records_dagsters_another_daemon_line(
     from dagster import DagsterInstance
 
     from musicbutler_pipeline.daemon import run_daemon
-    from musicbutler_pipeline.monitoring import DAEMON_LOG_SIGNAL, recent_signals
+    from musicbutler_pipeline.domain.schedulers import DAEMON_LOG_SIGNAL
+    from musicbutler_pipeline.warehouse.monitoring import recent_signals
 
     line = (
         "dagster.daemon.SchedulerDaemon - ERROR - Another SCHEDULER daemon is still sending "

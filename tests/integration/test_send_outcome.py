@@ -12,7 +12,7 @@ from email.message import EmailMessage
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from musicbutler_pipeline.domain.ledger import ClaimOutcome, ReconcileAction, Sender, SendLedger
+from musicbutler_pipeline.domain.sends import ClaimOutcome, ReconcileAction, Sender
 from musicbutler_pipeline.mail.mailer import (
     DATA_REPLY_TIMEOUT,
     MailOutcomeUnknown,
@@ -20,7 +20,9 @@ from musicbutler_pipeline.mail.mailer import (
     SmtpMailer,
     mailer_from_url,
 )
+from musicbutler_pipeline.processes import sender_gone
 from musicbutler_pipeline.warehouse.engine import make_engine
+from musicbutler_pipeline.warehouse.ledger import SendLedger
 from musicbutler_pipeline.warehouse.migrate import upgrade
 from musicbutler_pipeline.warehouse.schema import announcements
 from tests.builders import add_subscriber, mbid
@@ -107,7 +109,11 @@ def test_faults_before_the_body_are_retried_and_reach_the_hook_once() -> None:
 
 
 def _ledger(engine: Engine) -> SendLedger:
-    return SendLedger(engine, Sender(run_id="run-1", host="host-a", pid=4242, code_version="v1"))
+    return SendLedger(
+        engine,
+        Sender(run_id="run-1", host="host-a", pid=4242, code_version="v1"),
+        sender_gone=sender_gone,
+    )
 
 
 def _claim(ledger: SendLedger, subscriber_id: int, day: date = DAY):

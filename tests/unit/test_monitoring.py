@@ -1,6 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
-from musicbutler_pipeline.monitoring import Presence, heartbeat_ids_alternate, overlapping
+from musicbutler_pipeline.domain.schedulers import Presence, heartbeat_ids_alternate, overlapping
 
 T0 = datetime(2026, 11, 23, 21, 0, tzinfo=UTC)
 

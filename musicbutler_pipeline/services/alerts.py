@@ -1,18 +1,21 @@
-"""Owed email that did not go out: tell the operator, at most once an hour per kind.
+"""Telling the operator, at most once an hour per kind: owed email that did not go out, and a
+second scheduler.
 
-Two kinds, so a day of temporary failures (which the retry sensor works on) never hides the one
-message whose outcome is unknown (which only an operator can resolve).
+Two kinds for unsent email, so a day of temporary failures (which the retry sensor works on) never
+hides the one message whose outcome is unknown (which only an operator can resolve).
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import date, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
 
 from sqlalchemy import Engine
 
 from musicbutler_pipeline.mail.mailer import Mailer, MailError
-from musicbutler_pipeline.monitoring import alert_email, claim_alert
+from musicbutler_pipeline.warehouse.monitoring import claim_alert
 
 logger = logging.getLogger(__name__)
 
@@ -77,3 +80,33 @@ def alert_operator(
         logger.error("could not e-mail the operator about %s: %s", kind, exc)
         return False
     return True
+
+
+def alert_email(*, mail_from: str, to: str, subject: str, body: str, now: datetime) -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = f"[MusicButler] {subject}"
+    message["From"] = mail_from
+    message["To"] = to
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = make_msgid(domain=mail_from.rpartition("@")[2].strip("> ") or None)
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(body)
+    return message
+
+
+def duplicate_scheduler_email(
+    problem: str, *, mail_from: str, to: str, now: datetime
+) -> EmailMessage:
+    """The operator's e-mail about a second scheduler daemon (``problem`` says what was seen)."""
+    return alert_email(
+        mail_from=mail_from,
+        to=to,
+        subject="two schedulers are running",
+        body=(
+            f"{problem}\n\nEvery schedule tick is launched once per scheduler. The send ledger "
+            "keeps subscribers from getting two emails, but stop the extra daemon: only "
+            "`musicbutler daemon` (which takes the instance lock) should run the scheduler.\n"
+            "`musicbutler doctor` shows the current state.\n"
+        ),
+        now=now,
+    )

@@ -18,168 +18,75 @@ have been (look at the mail server's log before choosing ``--resend`` or ``--mar
 
 from __future__ import annotations
 
-import enum
 import logging
-import os
 import secrets
-import socket
-import subprocess
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
-from functools import cache
-from pathlib import Path
+from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, case, func, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    Subquery,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 
-from musicbutler_pipeline import __version__
+from musicbutler_pipeline.domain.sends import (
+    STALE_AFTER,
+    Claim,
+    ClaimOutcome,
+    LostClaim,
+    ReconcileAction,
+    ReconcileResult,
+    RetryableDay,
+    Sender,
+    SendPhase,
+    SendRow,
+    SendState,
+    UnsentDay,
+)
 from musicbutler_pipeline.warehouse.dialect import as_utc, upsert_insert
-from musicbutler_pipeline.warehouse.schema import announcements, sends
+from musicbutler_pipeline.warehouse.schema import announcements, drops, sends, subscribers
 
 logger = logging.getLogger(__name__)
 
-# A claim this old without an outcome belongs to a sender that died (sends take seconds).
-STALE_AFTER = timedelta(minutes=30)
-# How far back health checks (doctor) look for days with owed email not sent.
-OWED_WINDOW = timedelta(days=7)
-
-
-@cache
-def code_version() -> str:
-    """What code is sending: ``MUSICBUTLER_CODE_VERSION`` if the deploy sets it, else the git
-    commit of this source tree (``+dirty`` when modified), else the package version."""
-    configured = os.environ.get("MUSICBUTLER_CODE_VERSION")
-    if configured:
-        return configured[:64]
-    try:
-        described = subprocess.run(
-            ["git", "describe", "--always", "--dirty=+dirty", "--abbrev=12"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        described = ""
-    return (f"{__version__}+g{described}" if described else __version__)[:64]
-
-
-@dataclass(frozen=True, slots=True)
-class Sender:
-    """The identity recorded on every claim: which run, host, process and code sent it."""
-
-    run_id: str
-    host: str
-    pid: int
-    code_version: str
-
-    @classmethod
-    def current(cls, run_id: str) -> Sender:
-        return cls(
-            run_id=run_id, host=socket.gethostname(), pid=os.getpid(), code_version=code_version()
-        )
-
-
-class ClaimOutcome(enum.Enum):
-    CLAIMED = "claimed"  # this sender owns the row and must send
-    ALREADY_SENT = "already_sent"
-    IN_PROGRESS = "in_progress"  # another sender holds the claim (or died holding it)
-    FAILED_PERMANENT = "failed_permanent"
-    OUTCOME_UNKNOWN = "outcome_unknown"  # sent once, reply lost: waits for an operator
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    outcome: ClaimOutcome
-    send_id: int
-    token: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SendRow:
-    partition_date: date
-    subscriber_id: int
-    recipient: str
-    state: str
-    run_id: str
-    host: str
-    pid: int
-    code_version: str
-    message_id: str
-    release_group_count: int
-    attempts: int
-    claimed_at: datetime
-    sent_at: datetime | None
-    error: str | None
-    phase: str
-    permanent_failure: bool
-
-    @property
-    def may_have_been_delivered(self) -> bool:
-        """Whether the message body went out (or further) for this row."""
-        return self.phase in MAY_HAVE_BEEN_DELIVERED
-
-
-# Phases from which the server may hold a copy (see musicbutler_pipeline.mail.mailer).
-MAY_HAVE_BEEN_DELIVERED = frozenset({"body", "reply", "accepted"})
-UNSENT_STATES = ("failed", "unknown", "claimed")
-
-
-@dataclass(frozen=True, slots=True)
-class UnsentDay:
-    """A day with subscribers owed an email that is not marked sent."""
-
-    partition_date: date
-    retryable: int  # failed temporarily: a run of the day tries again
-    unknown: int  # outcome unknown: an operator decides
-    rejected: int  # failed permanently (5xx for the recipient): never retried
-    claimed: int  # a claim without an outcome (in progress, or its sender died)
-    never_claimed: int  # owed, subscribed, no ledger row at all
-
-    @property
-    def total(self) -> int:
-        return self.retryable + self.unknown + self.rejected + self.claimed + self.never_claimed
-
-    @property
-    def needs_attention(self) -> int:
-        """Unsent for a reason other than a rejected address."""
-        return self.total - self.rejected
-
-    def describe(self) -> str:
-        parts = [
-            f"{count} {what}"
-            for count, what in (
-                (self.retryable, "failed temporarily"),
-                (self.unknown, "outcome unknown"),
-                (self.claimed, "claimed without outcome"),
-                (self.never_claimed, "never attempted"),
-                (self.rejected, "rejected permanently"),
-            )
-            if count
-        ]
-        return ", ".join(parts)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryableDay:
-    partition_date: date
-    failures: int
-    attempts: int  # the most tries any of them had
-    last_failed_at: datetime
+# Whether the process that made a claim is known to be gone: (host, pid) -> bool.
+# ``processes.sender_gone`` answers it for this host.
+SenderGone = Callable[[str, int], bool]
 
 
 class SendLedger:
-    def __init__(self, engine: Engine, sender: Sender | None = None) -> None:
-        """``sender`` is needed only to claim; reading the ledger needs none."""
+    def __init__(
+        self,
+        engine: Engine,
+        sender: Sender | None = None,
+        *,
+        sender_gone: SenderGone | None = None,
+    ) -> None:
+        """``sender`` is needed only to claim; reading the ledger needs none. ``sender_gone`` is
+        needed only to find unresolved claims (``unresolved_claims``, ``reconcile``)."""
         self.engine = engine
         self._sender = sender
+        self._sender_gone = sender_gone
 
     @property
     def sender(self) -> Sender:
         if self._sender is None:
             raise RuntimeError("this SendLedger was opened read-only (no Sender)")
         return self._sender
+
+    @property
+    def sender_gone(self) -> SenderGone:
+        if self._sender_gone is None:
+            raise RuntimeError("this SendLedger cannot tell whether a sender is gone (no probe)")
+        return self._sender_gone
 
     def claim(
         self,
@@ -204,7 +111,7 @@ class SendLedger:
             statement = upsert_insert(connection, sends).values(
                 partition_date=partition_date,
                 subscriber_id=subscriber_id,
-                state="claimed",
+                state=SendState.CLAIMED,
                 claim_token=token,
                 message_id=message_id,
                 recipient=recipient,
@@ -222,10 +129,10 @@ class SendLedger:
             # is again one atomic statement that only one contender can win.
             connection.execute(
                 update(sends)
-                .where(key, sends.c.state == "failed", sends.c.permanent_failure.is_(False))
+                .where(key, sends.c.state == SendState.FAILED, sends.c.permanent_failure.is_(False))
                 .values(
-                    state="claimed",
-                    phase="claimed",
+                    state=SendState.CLAIMED,
+                    phase=SendPhase.CLAIMED,
                     claim_token=token,
                     attempts=sends.c.attempts + 1,
                     claimed_at=now,
@@ -241,11 +148,11 @@ class SendLedger:
             ).one()
         if row.claim_token == token:
             return Claim(ClaimOutcome.CLAIMED, row.id, token)
-        if row.state == "sent":
+        if row.state == SendState.SENT:
             return Claim(ClaimOutcome.ALREADY_SENT, row.id)
-        if row.state == "failed":
+        if row.state == SendState.FAILED:
             return Claim(ClaimOutcome.FAILED_PERMANENT, row.id)
-        if row.state == "unknown":
+        if row.state == SendState.UNKNOWN:
             return Claim(ClaimOutcome.OUTCOME_UNKNOWN, row.id)
         return Claim(ClaimOutcome.IN_PROGRESS, row.id)
 
@@ -257,7 +164,7 @@ class SendLedger:
                 .where(
                     sends.c.id == claim.send_id,
                     sends.c.claim_token == claim.token,
-                    sends.c.state == "claimed",
+                    sends.c.state == SendState.CLAIMED,
                 )
                 .values(phase=phase, updated_at=_now())
             )
@@ -277,9 +184,15 @@ class SendLedger:
                 .where(
                     sends.c.id == claim.send_id,
                     sends.c.claim_token == claim.token,
-                    sends.c.state == "claimed",
+                    sends.c.state == SendState.CLAIMED,
                 )
-                .values(state="sent", phase="accepted", sent_at=now, updated_at=now, error=None)
+                .values(
+                    state=SendState.SENT,
+                    phase=SendPhase.ACCEPTED,
+                    sent_at=now,
+                    updated_at=now,
+                    error=None,
+                )
             )
             if result.rowcount != 1:
                 # Only an operator's reconcile can take a claim away; never overwrite it silently.
@@ -305,15 +218,15 @@ class SendLedger:
     def mark_failed(
         self, claim: Claim, error: str, *, permanent: bool, phase: str | None = None
     ) -> None:
-        self._finish(claim, "failed", error, permanent=permanent, phase=phase)
+        self._finish(claim, SendState.FAILED, error, permanent=permanent, phase=phase)
 
     def mark_unknown(self, claim: Claim, error: str, *, phase: str) -> None:
         """The message went out but no final reply came: neither sent nor failed, and never
         claimable again by a run; ``reconcile`` resolves it."""
-        self._finish(claim, "unknown", error, permanent=False, phase=phase)
+        self._finish(claim, SendState.UNKNOWN, error, permanent=False, phase=phase)
 
     def _finish(
-        self, claim: Claim, state: str, error: str, *, permanent: bool, phase: str | None
+        self, claim: Claim, state: SendState, error: str, *, permanent: bool, phase: str | None
     ) -> None:
         values: dict[str, object] = {
             "state": state,
@@ -329,7 +242,7 @@ class SendLedger:
                 .where(
                     sends.c.id == claim.send_id,
                     sends.c.claim_token == claim.token,
-                    sends.c.state == "claimed",
+                    sends.c.state == SendState.CLAIMED,
                 )
                 .values(**values)
             )
@@ -341,7 +254,7 @@ class SendLedger:
                 .where(sends.c.partition_date == partition_date)
                 .order_by(sends.c.subscriber_id)
             ).all()
-        return [SendRow(**row._mapping) for row in rows]
+        return [_send_row(row._mapping) for row in rows]
 
     def state_counts(self, partition_date: date) -> dict[str, int]:
         with self.engine.connect() as connection:
@@ -357,7 +270,7 @@ class SendLedger:
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(sends.c.host, sends.c.code_version, sends.c.run_id, func.count())
-                .where(sends.c.partition_date == partition_date, sends.c.state == "sent")
+                .where(sends.c.partition_date == partition_date, sends.c.state == SendState.SENT)
                 .group_by(sends.c.host, sends.c.code_version, sends.c.run_id)
                 .order_by(func.count().desc())
             ).all()
@@ -367,18 +280,18 @@ class SendLedger:
         self, older_than: timedelta, now: datetime | None = None
     ) -> list[tuple[SendRow, str]]:
         """Claims whose sender is gone, with the reason: older than ``older_than``, or (at once)
-        claimed by a process on this host that no longer exists."""
+        claimed by a process that ``sender_gone`` knows no longer exists."""
         cutoff = (now or _now()) - older_than
-        this_host = socket.gethostname()
+        sender_gone = self.sender_gone
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(*(sends.c[name] for name in SendRow.__slots__))
-                .where(sends.c.state == "claimed")
+                .where(sends.c.state == SendState.CLAIMED)
                 .order_by(sends.c.partition_date, sends.c.subscriber_id)
             ).all()
         found = []
-        for row in (SendRow(**row._mapping) for row in rows):
-            if row.host == this_host and not process_alive(row.pid):
+        for row in (_send_row(row._mapping) for row in rows):
+            if sender_gone(row.host, row.pid):
                 found.append((row, f"sender pid {row.pid} on {row.host} is gone"))
             elif as_utc(row.claimed_at) < cutoff:
                 found.append((row, f"claimed {row.claimed_at:%Y-%m-%d %H:%M} UTC, never finished"))
@@ -402,8 +315,6 @@ class SendLedger:
         known to have been delivered (the mail server's log shows it).
         Claims whose sender may still be alive are left alone unless ``include_live``.
         """
-        from musicbutler_pipeline.warehouse.schema import drops
-
         wanted = None if subscriber_ids is None else set(subscriber_ids)
         unresolved = {
             row.subscriber_id
@@ -413,21 +324,22 @@ class SendLedger:
         day_rows = [
             row for row in self.day(partition_date) if wanted is None or row.subscriber_id in wanted
         ]
-        claimed = [row for row in day_rows if row.state == "claimed"]
+        claimed = [row for row in day_rows if row.state == SendState.CLAIMED]
         live = [row for row in claimed if row.subscriber_id not in unresolved]
         targets = [row.subscriber_id for row in claimed if include_live or row not in live]
         # An unknown outcome has no sender left to wait for: always the operator's to decide.
-        targets += [row.subscriber_id for row in day_rows if row.state == "unknown"]
+        targets += [row.subscriber_id for row in day_rows if row.state == SendState.UNKNOWN]
         if not targets:
             return ReconcileResult(0, [] if include_live else live)
         now = _now()
         chosen = and_(
             sends.c.partition_date == partition_date,
             sends.c.subscriber_id.in_(targets),
-            sends.c.state.in_(("claimed", "unknown")),
+            sends.c.state.in_((SendState.CLAIMED, SendState.UNKNOWN)),
         )
         why = case(
-            (sends.c.state == "unknown", literal("outcome unknown")), else_=literal("sender died")
+            (sends.c.state == SendState.UNKNOWN, literal("outcome unknown")),
+            else_=literal("sender died"),
         )
         with self.engine.begin() as connection:
             if action is ReconcileAction.RESEND:
@@ -435,7 +347,7 @@ class SendLedger:
                     update(sends)
                     .where(chosen)
                     .values(
-                        state="failed",
+                        state=SendState.FAILED,
                         permanent_failure=False,
                         updated_at=now,
                         error=why + literal(f"; released for resend by {operator}"),
@@ -446,7 +358,7 @@ class SendLedger:
                 update(sends)
                 .where(chosen)
                 .values(
-                    state="sent",
+                    state=SendState.SENT,
                     sent_at=now,
                     updated_at=now,
                     error=why + literal(f"; marked sent by {operator}"),
@@ -492,69 +404,66 @@ class SendLedger:
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(*(sends.c[name] for name in SendRow.__slots__))
-                .where(sends.c.state == "unknown", sends.c.partition_date >= since)
+                .where(sends.c.state == SendState.UNKNOWN, sends.c.partition_date >= since)
                 .order_by(sends.c.partition_date, sends.c.subscriber_id)
             ).all()
-        return [SendRow(**row._mapping) for row in rows]
+        return [_send_row(row._mapping) for row in rows]
 
     def unsent_days(self, since: date, until: date | None = None) -> list[UnsentDay]:
         """Days from ``since`` (to ``until``) with subscribed subscribers owed an email (they have
         drops) that is not marked sent, counted by why. One grouped query."""
-        from musicbutler_pipeline.warehouse.schema import drops, subscribers
-
-        window = [drops.c.partition_date >= since]
-        if until is not None:
-            window.append(drops.c.partition_date <= until)
-        owed = (
-            select(drops.c.partition_date, drops.c.subscriber_id)
-            .where(*window)
-            .group_by(drops.c.partition_date, drops.c.subscriber_id)
-            .subquery("owed")
-        )
 
         def count_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
             return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
+        owed, unsent = _owed_not_sent(since, until)
+        day = owed.c.partition_date
         with self.engine.connect() as connection:
             rows = connection.execute(
-                select(
-                    owed.c.partition_date,
+                unsent.add_columns(
+                    day,
                     count_where(
-                        and_(sends.c.state == "failed", sends.c.permanent_failure.is_(False))
+                        and_(
+                            sends.c.state == SendState.FAILED, sends.c.permanent_failure.is_(False)
+                        )
                     ),
-                    count_where(sends.c.state == "unknown"),
+                    count_where(sends.c.state == SendState.UNKNOWN),
                     count_where(
-                        and_(sends.c.state == "failed", sends.c.permanent_failure.is_(True))
+                        and_(sends.c.state == SendState.FAILED, sends.c.permanent_failure.is_(True))
                     ),
-                    count_where(sends.c.state == "claimed"),
+                    count_where(sends.c.state == SendState.CLAIMED),
                     count_where(sends.c.id.is_(None)),
                 )
-                .select_from(
-                    owed.join(subscribers, subscribers.c.id == owed.c.subscriber_id).outerjoin(
-                        sends,
-                        and_(
-                            sends.c.subscriber_id == owed.c.subscriber_id,
-                            sends.c.partition_date == owed.c.partition_date,
-                        ),
-                    )
-                )
-                .where(
-                    subscribers.c.unsubscribed_at.is_(None),
-                    or_(sends.c.id.is_(None), sends.c.state != "sent"),
-                )
-                .group_by(owed.c.partition_date)
-                .order_by(owed.c.partition_date)
+                .group_by(day)
+                .order_by(day)
             ).all()
         return [
             UnsentDay(day, int(retryable), int(unknown), int(rejected), int(claimed), int(never))
             for day, retryable, unknown, rejected, claimed, never in rows
         ]
 
+    def unsent_emails(
+        self, since: date, until: date | None = None
+    ) -> list[tuple[date, str, str, str]]:
+        """(day, recipient, state, error) for each email ``unsent_days`` counts. State is the
+        ledger's, 'rejected' for a permanent failure, or 'no send'."""
+        owed, unsent = _owed_not_sent(since, until)
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                unsent.add_columns(
+                    owed.c.partition_date,
+                    subscribers.c.email,
+                    case((sends.c.permanent_failure, literal("rejected")), else_=sends.c.state),
+                    sends.c.error,
+                ).order_by(owed.c.partition_date, subscribers.c.email)
+            ).all()
+        return [(day, email, state or "no send", error or "") for day, email, state, error in rows]
+
     def retryable_failures(self, since: date, until: date) -> list[RetryableDay]:
         """Days in [since, until] with temporary failures: how many, the most attempts any of
         them had, and when the latest one failed (the retry sensor's backoff clock)."""
         retryable = and_(
-            sends.c.state == "failed",
+            sends.c.state == SendState.FAILED,
             sends.c.permanent_failure.is_(False),
             sends.c.partition_date >= since,
             sends.c.partition_date <= until,
@@ -588,30 +497,46 @@ class SendLedger:
         return [(day, subscriber, count) for day, subscriber, count in rows]
 
 
-class ReconcileAction(enum.Enum):
-    RESEND = "resend"
-    MARK_SENT = "mark-sent"
+def _send_row(columns: Mapping[str, Any]) -> SendRow:
+    return SendRow(
+        **{
+            **columns,
+            "state": SendState(columns["state"]),
+            "phase": SendPhase(columns["phase"]),
+        }
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class ReconcileResult:
-    changed: int
-    left_alone: list[SendRow]  # claims whose sender may still be alive
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, owned by someone else
-    return True
-
-
-class LostClaim(RuntimeError):
-    """The claim this sender held was resolved by someone else while it was sending."""
+def _owed_not_sent(since: date, until: date | None) -> tuple[Subquery, Select[tuple[()]]]:
+    """The (day, subscriber) pairs owed an email (the subscriber has drops that day) from
+    ``since`` (to ``until``), and a select without columns (add them) over those of subscribed
+    subscribers, each outer-joined to its send row, that are not marked sent."""
+    window = [drops.c.partition_date >= since]
+    if until is not None:
+        window.append(drops.c.partition_date <= until)
+    owed = (
+        select(drops.c.partition_date, drops.c.subscriber_id)
+        .where(*window)
+        .group_by(drops.c.partition_date, drops.c.subscriber_id)
+        .subquery("owed")
+    )
+    unsent = (
+        select()
+        .select_from(
+            owed.join(subscribers, subscribers.c.id == owed.c.subscriber_id).outerjoin(
+                sends,
+                and_(
+                    sends.c.subscriber_id == owed.c.subscriber_id,
+                    sends.c.partition_date == owed.c.partition_date,
+                ),
+            )
+        )
+        .where(
+            subscribers.c.unsubscribed_at.is_(None),
+            or_(sends.c.id.is_(None), sends.c.state != SendState.SENT),
+        )
+    )
+    return owed, unsent
 
 
 def _now() -> datetime:
