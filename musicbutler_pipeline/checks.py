@@ -24,7 +24,7 @@ from musicbutler_pipeline.monitoring import (
 from musicbutler_pipeline.partitions import daily_partitions
 from musicbutler_pipeline.resources import WarehouseResource
 from musicbutler_pipeline.sensors.schedulers import SINGLE_SCHEDULER_CHECK
-from musicbutler_pipeline.warehouse.repository import release_groups_sent_twice, unsent_owed
+from musicbutler_pipeline.warehouse.health import release_groups_sent_twice, unsent_owed
 
 
 def _every_owed_email_sent(

@@ -102,7 +102,7 @@ def cmd_library_import(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_unsubscribe(settings: Settings, args: argparse.Namespace) -> int:
     from musicbutler_pipeline.domain.rules import email_key
-    from musicbutler_pipeline.warehouse.repository import subscribers_by_address, unsubscribe
+    from musicbutler_pipeline.warehouse.subscribers import subscribers_by_address, unsubscribe
 
     try:
         email = normalize_email(args.email)
@@ -226,7 +226,7 @@ def cmd_sends(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_sends_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     from musicbutler_pipeline.domain.ledger import ReconcileAction, SendLedger
     from musicbutler_pipeline.domain.rules import email_key
-    from musicbutler_pipeline.warehouse.repository import subscribers_by_address
+    from musicbutler_pipeline.warehouse.subscribers import subscribers_by_address
 
     day = _day(args.date)
     engine = _engine(settings)
