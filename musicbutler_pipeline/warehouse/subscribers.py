@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, Engine, and_, or_, select
 
 from musicbutler_pipeline.domain.rules import email_key
 from musicbutler_pipeline.warehouse.dialect import PARAMETER_CHUNK
@@ -70,3 +70,19 @@ def unsubscribe(connection: Connection, subscriber_id: int) -> bool:
         .values(unsubscribed_at=now, updated_at=now)
     )
     return result.rowcount == 1
+
+
+def find_subscribers(engine: Engine, addresses: Iterable[str]) -> dict[str, KnownSubscriber]:
+    """``subscribers_by_address`` in a short read of its own."""
+    with engine.connect() as connection:
+        return subscribers_by_address(connection, addresses)
+
+
+def unsubscribe_address(engine: Engine, address: str) -> tuple[KnownSubscriber, bool] | None:
+    """Opt out the subscriber with this address, in one transaction: the subscriber and whether
+    this changed anything, or None if nobody has the address."""
+    with engine.begin() as connection:
+        subscriber = subscribers_by_address(connection, [address]).get(email_key(address))
+        if subscriber is None:
+            return None
+        return subscriber, unsubscribe(connection, subscriber.id)
