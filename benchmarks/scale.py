@@ -90,19 +90,14 @@ from sqlalchemy.engine import make_url
 
 from musicbutler_pipeline.domain.models import CreditedArtist, ReleaseGroup
 from musicbutler_pipeline.warehouse.dialect import serialized_write
+from musicbutler_pipeline.warehouse.digests import iter_digests
+from musicbutler_pipeline.warehouse.drops import drop_stats, replace_drops
 from musicbutler_pipeline.warehouse.engine import make_engine
+from musicbutler_pipeline.warehouse.health import top_drops
 from musicbutler_pipeline.warehouse.imports import import_library
+from musicbutler_pipeline.warehouse.libraries import library_stats, top_followed_artists
 from musicbutler_pipeline.warehouse.migrate import upgrade
-from musicbutler_pipeline.warehouse.repository import (
-    claim_release_groups,
-    drop_stats,
-    iter_digests,
-    library_stats,
-    replace_drops,
-    replace_release_groups,
-    top_drops,
-    top_followed_artists,
-)
+from musicbutler_pipeline.warehouse.releases import claim_release_groups, replace_release_groups
 from musicbutler_pipeline.warehouse.schema import drops, library_artists, release_group_artists
 
 log = logging.getLogger("benchmarks.scale")

@@ -21,9 +21,9 @@ from musicbutler_pipeline.processes import sender_gone
 from musicbutler_pipeline.resources import WarehouseResource
 from musicbutler_pipeline.sensors.schedulers import SINGLE_SCHEDULER_CHECK
 from musicbutler_pipeline.services.schedulers import scheduler_evidence
+from musicbutler_pipeline.warehouse.health import release_groups_sent_twice
 from musicbutler_pipeline.warehouse.ledger import SendLedger
 from musicbutler_pipeline.warehouse.monitoring import latest_alert
-from musicbutler_pipeline.warehouse.repository import release_groups_sent_twice
 
 
 def _every_owed_email_sent(

@@ -101,18 +101,16 @@ def cmd_library_import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_unsubscribe(settings: Settings, args: argparse.Namespace) -> int:
-    from musicbutler_pipeline.domain.rules import email_key
-    from musicbutler_pipeline.warehouse.repository import subscribers_by_address, unsubscribe
+    from musicbutler_pipeline.warehouse.subscribers import unsubscribe_address
 
     try:
         email = normalize_email(args.email)
     except InvalidInput as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
-    with _engine(settings).begin() as connection:
-        subscriber = subscribers_by_address(connection, [email]).get(email_key(email))
-        if subscriber is None:
-            raise CommandError(f"no subscriber {email}")
-        changed = unsubscribe(connection, subscriber.id)
+    outcome = unsubscribe_address(_engine(settings), email)
+    if outcome is None:
+        raise CommandError(f"no subscriber {email}")
+    subscriber, changed = outcome
     print(f"{subscriber.email}: unsubscribed" + ("" if changed else " already"))
     return EXIT_OK
 
@@ -229,7 +227,7 @@ def cmd_sends_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     from musicbutler_pipeline.domain.sends import ReconcileAction
     from musicbutler_pipeline.processes import sender_gone
     from musicbutler_pipeline.warehouse.ledger import SendLedger
-    from musicbutler_pipeline.warehouse.repository import subscribers_by_address
+    from musicbutler_pipeline.warehouse.subscribers import find_subscribers
 
     day = _day(args.date)
     engine = _engine(settings)
@@ -239,8 +237,7 @@ def cmd_sends_reconcile(settings: Settings, args: argparse.Namespace) -> int:
             emails = {normalize_email(email) for email in args.subscriber}
         except InvalidInput as exc:
             raise CommandError(f"--subscriber: {exc}", EXIT_USAGE) from None
-        with engine.connect() as connection:
-            found = subscribers_by_address(connection, emails)
+        found = find_subscribers(engine, emails)
         if missing := sorted(email for email in emails if email_key(email) not in found):
             raise CommandError(f"no subscriber {', '.join(missing)}")
         subscriber_ids = {subscriber.id for subscriber in found.values()}

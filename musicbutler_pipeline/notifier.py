@@ -25,8 +25,8 @@ from musicbutler_pipeline.locks import ExclusiveLock
 from musicbutler_pipeline.mail.mailer import Mailer, MailError, MailOutcomeUnknown
 from musicbutler_pipeline.mail.message import build_message, message_id
 from musicbutler_pipeline.mail.unsubscribe import unsubscribe_links
+from musicbutler_pipeline.warehouse.digests import iter_digests
 from musicbutler_pipeline.warehouse.ledger import SendLedger
-from musicbutler_pipeline.warehouse.repository import iter_digests
 
 logger = logging.getLogger(__name__)
 

@@ -1,15 +1,19 @@
-"""Small helpers that put known rows in a warehouse, for tests of the set-based logic."""
+"""Small helpers that put known rows in a warehouse, for tests of the set-based logic, and
+read stored source pages back to re-derive a day from them."""
 
 from __future__ import annotations
 
+import gzip
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Connection, Engine, insert, select
 
-from musicbutler_pipeline.domain.models import CreditedArtist, ReleaseGroup
-from musicbutler_pipeline.warehouse.repository import replace_release_groups
-from musicbutler_pipeline.warehouse.schema import library_artists, subscribers
+from musicbutler_pipeline.domain.models import CreditedArtist, ReleaseGroup, SourcePage
+from musicbutler_pipeline.sources.musicbrainz import ReleaseFetch, collect, window
+from musicbutler_pipeline.warehouse.releases import replace_release_groups
+from musicbutler_pipeline.warehouse.schema import library_artists, source_pages, subscribers
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -67,3 +71,46 @@ def release_group(
 def store_releases(engine: Engine, day: date, *groups: ReleaseGroup) -> None:
     with engine.begin() as connection:
         replace_release_groups(connection, day, groups, source="test", fetched_at=NOW)
+
+
+def load_source_pages(connection: Connection, day: date, source: str) -> list[SourcePage]:
+    """The stored pages of ``(day, source)`` in offset order, decompressed. Raises if a body
+    does not match the sha256 stored beside it."""
+    rows = connection.execute(
+        select(source_pages)
+        .where(source_pages.c.partition_date == day, source_pages.c.source == source)
+        .order_by(source_pages.c.page_offset)
+    ).all()
+    pages = [
+        SourcePage(
+            url=row.url,
+            query=row.query,
+            offset=row.page_offset,
+            body=gzip.decompress(row.body_gzip),
+            record_count=row.record_count,
+            total_count=row.total_count,
+            fetched_at=row.fetched_at,
+        )
+        for row in rows
+    ]
+    for page, row in zip(pages, rows, strict=True):
+        if page.sha256 != row.sha256:
+            raise ValueError(f"stored page {page.url} does not match its sha256 {row.sha256}")
+    return pages
+
+
+def rederive(
+    pages: Iterable[SourcePage],
+    day: date,
+    *,
+    lookback_days: int,
+    source: str = "stored pages",
+) -> ReleaseFetch:
+    """The fetch of ``day`` computed again from stored pages, through the same rules."""
+    start, end = window(day, lookback_days)
+    return collect(pages, start=start, end=end, source=source)
+
+
+def dated(fetch: ReleaseFetch, day: date) -> tuple[ReleaseGroup, ...]:
+    """The release groups of ``fetch`` dated exactly ``day``."""
+    return tuple(group for group in fetch.release_groups if group.release_date == day)

@@ -6,7 +6,8 @@ from musicbutler_pipeline.assets.releases import artist_releases
 from musicbutler_pipeline.partitions import daily_partitions
 from musicbutler_pipeline.resources import WarehouseResource
 from musicbutler_pipeline.warehouse.dialect import refresh_statistics, serialized_write
-from musicbutler_pipeline.warehouse.repository import drop_stats, replace_drops, top_drops
+from musicbutler_pipeline.warehouse.drops import drop_stats, replace_drops
+from musicbutler_pipeline.warehouse.health import top_drops
 from musicbutler_pipeline.warehouse.schema import drops
 
 

@@ -9,7 +9,7 @@ from musicbutler_pipeline.partitions import daily_partitions
 from musicbutler_pipeline.resources import LibrarySourceResource, WarehouseResource
 from musicbutler_pipeline.sources.listenbrainz import LibraryStatus
 from musicbutler_pipeline.warehouse.dialect import serialized_write
-from musicbutler_pipeline.warehouse.repository import (
+from musicbutler_pipeline.warehouse.libraries import (
     end_unlinked_listenbrainz_follows,
     library_stats,
     listenbrainz_subscribers,

@@ -9,7 +9,8 @@ from musicbutler_pipeline.settings import SettingsError
 from musicbutler_pipeline.sources.http import SourceError
 from musicbutler_pipeline.sources.musicbrainz import SOURCE_NAME
 from musicbutler_pipeline.warehouse.dialect import serialized_write
-from musicbutler_pipeline.warehouse.repository import claim_release_groups, replace_source_pages
+from musicbutler_pipeline.warehouse.pages import replace_source_pages
+from musicbutler_pipeline.warehouse.releases import claim_release_groups
 
 # The client's rate limiter holds within one process. Runs of several partitions at once (a
 # backfill) are separate processes: with a limit of 1 on this pool they fetch one at a time.

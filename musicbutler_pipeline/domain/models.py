@@ -6,9 +6,9 @@ of the code never handles raw dicts.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,20 +92,20 @@ class FetchReport:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-class SourcePage(Protocol):
-    """One page of a source's response as received, or as the warehouse gives it back."""
+@dataclass(frozen=True, slots=True)
+class SourcePage:
+    """One page of a source's response exactly as received: the source produces it, the
+    warehouse stores it (compressed) and gives it back unchanged, so a day can be audited and
+    re-derived from the very bytes the source sent."""
+
+    url: str
+    query: str
+    offset: int
+    body: bytes
+    record_count: int
+    total_count: int
+    fetched_at: datetime
 
     @property
-    def url(self) -> str: ...
-    @property
-    def query(self) -> str: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def body(self) -> bytes: ...
-    @property
-    def record_count(self) -> int: ...
-    @property
-    def total_count(self) -> int: ...
-    @property
-    def fetched_at(self) -> datetime: ...
+    def sha256(self) -> str:
+        return hashlib.sha256(self.body).hexdigest()

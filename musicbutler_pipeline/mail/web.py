@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from musicbutler_pipeline.mail.unsubscribe import UNSUBSCRIBE_PATH, InvalidToken, read_token
 from musicbutler_pipeline.settings import Settings, display_url, secret_key
 from musicbutler_pipeline.warehouse.engine import make_engine
-from musicbutler_pipeline.warehouse.repository import subscriber_by_id, unsubscribe
+from musicbutler_pipeline.warehouse.subscribers import subscriber_by_id, unsubscribe
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ distinct followed artist per day; at one request per second, 100,000 followed ar
 Why a lookback window: MusicBrainz is edited by volunteers and many release groups are entered
 days after their release date. Searching the last ``lookback_days`` days as well as D lets the
 first partition that sees a late entry announce it (the warehouse gives each release group to
-exactly one partition; see ``warehouse.repository.claim_release_groups``).
+exactly one partition; see ``warehouse.releases.claim_release_groups``).
 
 MusicBrainz's rules, all enforced here: at most ``rate`` requests per second, serial, shared by
 the whole process (``sources.http.shared_rate_limiter``); a User-Agent naming the application,
@@ -20,18 +20,18 @@ Every request has a timeout, and one connection is reused for all pages of a fet
 
 Records are validated at the edge: a malformed one is logged with its id and skipped, and the
 count of skipped records is reported, so one bad record never costs the day. The raw bytes of
-every page are kept (``RawPage``) so the day can be stored, audited and re-derived.
+every page are kept (``domain.models.SourcePage``) so the day can be stored, audited and
+re-derived.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -291,26 +291,6 @@ def read_search_page(body: bytes, url: str, *, offset: int) -> SearchPage:
 
 
 @dataclass(frozen=True, slots=True)
-class RawPage:
-    """One search page exactly as received, for storage and audit."""
-
-    url: str
-    query: str
-    offset: int
-    body: bytes
-    record_count: int
-    total_count: int
-    fetched_at: datetime
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.body).hexdigest()
-
-    def page(self) -> SearchPage:
-        return parse_search_page(_json(self.body, self.url), self.url)
-
-
-@dataclass(frozen=True, slots=True)
 class ReleaseFetch(FetchReport):
     """A window's fetch: the exact-dated release groups of ``[window_start, window_end]``, the
     raw pages they came from, and the ids of the records that were skipped as malformed.
@@ -321,11 +301,8 @@ class ReleaseFetch(FetchReport):
 
     window_start: date | None = None
     window_end: date | None = None
-    pages: tuple[RawPage, ...] = ()
+    pages: tuple[SourcePage, ...] = ()
     skipped_ids: tuple[str, ...] = ()
-
-    def dated(self, day: date) -> tuple[ReleaseGroup, ...]:
-        return tuple(group for group in self.release_groups if group.release_date == day)
 
 
 def search_query(start: date, end: date) -> str:
@@ -343,17 +320,17 @@ def window(day: date, lookback_days: int) -> tuple[date, date]:
     return day - timedelta(days=lookback_days), day
 
 
-def collect(pages: Iterable[RawPage], *, start: date, end: date, source: str) -> ReleaseFetch:
+def collect(pages: Iterable[SourcePage], *, start: date, end: date, source: str) -> ReleaseFetch:
     """Validate and filter the records of ``pages``: every well-formed release group dated
     exactly within ``[start, end]``. Used for live fetches, recorded pages and stored pages alike,
     so a day re-derived from the warehouse goes through the very same rules."""
     groups: dict[str, ReleaseGroup] = {}
-    kept_pages: list[RawPage] = []
+    kept_pages: list[SourcePage] = []
     skipped_ids: list[str] = []
     seen = not_exact = 0
     for raw in pages:
         kept_pages.append(raw)
-        for record in raw.page().records:
+        for record in parse_search_page(_json(raw.body, raw.url), raw.url).records:
             seen += 1
             try:
                 group = parse_release_group(record)
@@ -441,7 +418,7 @@ class MusicBrainzClient:
             follow_redirects=True,
         )
 
-    def iter_pages(self, start: date, end: date) -> Iterator[RawPage]:
+    def iter_pages(self, start: date, end: date) -> Iterator[SourcePage]:
         """Every page of the window's search, in offset order, until ``offset >= count``."""
         query = search_query(start, end)
         url = f"{self.base_url}/release-group"
@@ -471,7 +448,7 @@ class MusicBrainzClient:
                         f"{shown}: HTTP {response.status_code} {_excerpt(response.content)}"
                     )
                 page = read_search_page(response.content, shown, offset=offset)
-                yield RawPage(
+                yield SourcePage(
                     url=shown,
                     query=query,
                     offset=offset,
@@ -495,30 +472,6 @@ class MusicBrainzClient:
         """The exact-dated release groups of ``[day - lookback_days, day]``."""
         start, end = window(day, self.lookback_days)
         return self.fetch_window(start, end)
-
-
-def rederive(
-    pages: Iterable[SourcePage],
-    day: date,
-    *,
-    lookback_days: int,
-    source: str = "stored pages",
-) -> ReleaseFetch:
-    """The fetch of ``day`` computed again from stored pages, through the same rules."""
-    start, end = window(day, lookback_days)
-    raw = (
-        RawPage(
-            url=page.url,
-            query=page.query,
-            offset=page.offset,
-            body=page.body,
-            record_count=page.record_count,
-            total_count=page.total_count,
-            fetched_at=page.fetched_at,
-        )
-        for page in pages
-    )
-    return collect(raw, start=start, end=end, source=source)
 
 
 def _json(body: bytes, url: str) -> Any:

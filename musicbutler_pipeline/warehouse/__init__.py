@@ -1,1 +1,2 @@
-"""The warehouse: SQLAlchemy schema, Alembic migrations and set-based repository functions."""
+"""The warehouse: SQLAlchemy schema, Alembic migrations, and set-based queries in one module per
+table area (subscribers, libraries, releases, pages, drops, digests, health)."""

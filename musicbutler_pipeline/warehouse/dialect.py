@@ -9,10 +9,17 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, Table, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.dml import Insert
+
+# SQLite allows 32,766 bound parameters per statement; stay well below it.
+PARAMETER_CHUNK = 500
+
+UpsertInsert = postgresql.Insert | sqlite.Insert
+"""An INSERT with ``on_conflict_do_nothing``, ``on_conflict_do_update`` and ``excluded``: both
+dialects spell them alike for the arguments we use (``index_elements``, ``index_where``, ``set_``,
+``where``)."""
 
 
-def upsert_insert(connection: Connection, table: Table) -> Insert:
+def upsert_insert(connection: Connection, table: Table) -> UpsertInsert:
     """An INSERT that supports ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
     if connection.dialect.name == "postgresql":
         return postgresql.insert(table)

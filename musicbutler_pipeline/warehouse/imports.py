@@ -392,13 +392,14 @@ def import_library(engine: Engine, path: Path, *, source: str = "csv") -> Import
     now = datetime.now(UTC)
 
     def flush(connection: Connection) -> None:
-        ids = dict(
-            connection.execute(
+        ids: dict[str, int] = {
+            key: subscriber_id
+            for key, subscriber_id in connection.execute(
                 select(subscribers.c.email_key, subscribers.c.id).where(
                     subscribers.c.email_key.in_({key for _, _, key, _, _ in pending})
                 )
-            ).all()
-        )
+            )
+        }
         rows = {}
         for line, email, key, mbid, name in pending:
             subscriber_id = ids.get(key)

@@ -222,7 +222,7 @@ announcements = Table(
 # what the source said (gzip of the exact bytes received), its hash and how many records it had.
 # Replaced per (partition, source) in the same transaction as that partition's release groups.
 # The earliest partition recorded here is where the pipeline started watching: the lookback
-# window never claims release groups dated before it (see repository.claim_release_groups).
+# window never claims release groups dated before it (see releases.claim_release_groups).
 source_pages = Table(
     "source_pages",
     metadata,

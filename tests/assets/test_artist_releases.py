@@ -26,9 +26,8 @@ from musicbutler_pipeline.resources import (
     SnapshotReleaseSource,
     WarehouseResource,
 )
-from musicbutler_pipeline.sources.musicbrainz import SOURCE_NAME, bundled_snapshot_root, rederive
+from musicbutler_pipeline.sources.musicbrainz import SOURCE_NAME, bundled_snapshot_root
 from musicbutler_pipeline.warehouse.imports import import_library, import_subscribers
-from musicbutler_pipeline.warehouse.repository import load_source_pages
 from musicbutler_pipeline.warehouse.schema import (
     announcements,
     drops,
@@ -36,6 +35,7 @@ from musicbutler_pipeline.warehouse.schema import (
     source_pages,
     subscribers,
 )
+from tests.builders import dated, load_source_pages, rederive
 from tests.fixtures.loopback import LoopbackServer, Reply, at_offset, musicbrainz_replay, scripted
 
 pytest_plugins = ["tests.fixtures.http_server"]
@@ -247,7 +247,7 @@ def test_raw_pages_are_stored_per_partition_and_rederive_the_day(
     ]
     assert all("firstreleasedate:[2026-11-09 TO 2026-11-23]" in page.query for page in stored)
     again = rederive(stored, SAMPLE_DAY, lookback_days=14)
-    assert {group.mbid for group in again.dated(SAMPLE_DAY)} == owned
+    assert {group.mbid for group in dated(again, SAMPLE_DAY)} == owned
 
 
 def test_a_page_that_keeps_failing_fails_the_asset_and_writes_nothing(

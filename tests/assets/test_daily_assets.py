@@ -19,8 +19,8 @@ from musicbutler_pipeline.resources import (
     WarehouseResource,
 )
 from musicbutler_pipeline.warehouse.imports import import_library, import_subscribers
-from musicbutler_pipeline.warehouse.repository import unsubscribe
 from musicbutler_pipeline.warehouse.schema import announcements, release_groups, sends, subscribers
+from musicbutler_pipeline.warehouse.subscribers import unsubscribe
 
 EXPECTED = json.loads((SAMPLE_DIR / "expected.json").read_text())
 

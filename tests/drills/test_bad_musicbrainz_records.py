@@ -27,11 +27,10 @@ from dagster import AssetKey, DagsterInstance
 from sqlalchemy import Engine, func, select, update
 
 from musicbutler_pipeline.demo import SAMPLE_DIR
-from musicbutler_pipeline.sources.musicbrainz import SOURCE_NAME, bundled_snapshot_root, rederive
+from musicbutler_pipeline.sources.musicbrainz import SOURCE_NAME, bundled_snapshot_root
 from musicbutler_pipeline.warehouse.engine import make_engine
 from musicbutler_pipeline.warehouse.imports import import_library, import_subscribers
 from musicbutler_pipeline.warehouse.migrate import upgrade
-from musicbutler_pipeline.warehouse.repository import load_source_pages
 from musicbutler_pipeline.warehouse.schema import (
     library_artists,
     release_groups,
@@ -39,6 +38,7 @@ from musicbutler_pipeline.warehouse.schema import (
     source_pages,
     subscribers,
 )
+from tests.builders import dated, load_source_pages, rederive
 from tests.fixtures.loopback import (
     LoopbackServer,
     Reply,
@@ -251,7 +251,7 @@ def test_bad_records_are_skipped_and_counted_and_the_day_is_sent(
     assert [page.record_count for page in stored] == [100, 100, 39]
     again = rederive(stored, date.fromisoformat(DAY), lookback_days=14)
     assert list(again.skipped_ids[-len(BAD_IDS) :]) == BAD_IDS
-    assert {group.mbid for group in again.dated(date.fromisoformat(DAY))} >= set(titles)
+    assert {group.mbid for group in dated(again, date.fromisoformat(DAY))} >= set(titles)
     [liam] = messages_to(installation.outbox, LIAM)
     lines = liam.get_body(("plain",)).get_content().splitlines()
     assert f"  {CLEANED_TITLE}" in lines and "  Lagos Midnight" in lines

@@ -6,7 +6,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from musicbutler_pipeline.resources import SnapshotReleaseSource
-from musicbutler_pipeline.warehouse.repository import replace_drops, replace_release_groups
+from musicbutler_pipeline.warehouse.drops import replace_drops
+from musicbutler_pipeline.warehouse.releases import replace_release_groups
 from tests.drills.environment import DAY, REPO, Drill, output, wait_for
 from tests.drills.sink import Sink
 

@@ -4,8 +4,10 @@ from datetime import date
 
 from sqlalchemy import Engine, insert, select
 
-from musicbutler_pipeline.warehouse.repository import iter_digests, replace_drops, unsubscribe
+from musicbutler_pipeline.warehouse.digests import iter_digests
+from musicbutler_pipeline.warehouse.drops import replace_drops
 from musicbutler_pipeline.warehouse.schema import announcements, drops, sends
+from musicbutler_pipeline.warehouse.subscribers import unsubscribe
 from tests.builders import NOW, add_subscriber, follow, mbid, release_group, store_releases
 
 DAY = date(2026, 11, 23)

@@ -8,12 +8,8 @@ from datetime import UTC, date, datetime
 from alembic import command
 from sqlalchemy import Date, DateTime, Engine, Integer, String, column, func, insert, select, table
 
+from musicbutler_pipeline.warehouse.health import release_groups_sent_twice
 from musicbutler_pipeline.warehouse.migrate import alembic_config, current_revision, upgrade
-from musicbutler_pipeline.warehouse.repository import (
-    release_groups_sent_twice,
-    subscriber_by_id,
-    unsubscribe,
-)
 from musicbutler_pipeline.warehouse.schema import (
     announcements,
     drops,
@@ -22,6 +18,7 @@ from musicbutler_pipeline.warehouse.schema import (
     subscriber_merges,
     subscribers,
 )
+from musicbutler_pipeline.warehouse.subscribers import subscriber_by_id, unsubscribe
 from tests.builders import mbid
 
 BEFORE = "0005"

@@ -109,7 +109,7 @@ def test_reconcile_leaves_live_claims_alone_and_resends_dead_ones(engine: Engine
 
 
 def test_reconcile_mark_sent_announces_the_days_drops(engine: Engine) -> None:
-    from musicbutler_pipeline.warehouse.repository import replace_drops
+    from musicbutler_pipeline.warehouse.drops import replace_drops
     from tests.builders import follow, release_group, store_releases
 
     ana = add_subscriber(engine, "ana@example.com")

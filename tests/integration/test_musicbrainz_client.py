@@ -28,8 +28,8 @@ from musicbutler_pipeline.sources.musicbrainz import (
     MusicBrainzError,
     MusicBrainzUnavailable,
     bundled_snapshot_root,
-    rederive,
 )
+from tests.builders import dated, rederive
 from tests.fixtures.loopback import (
     FakeClock,
     Handler,
@@ -93,7 +93,9 @@ def test_pages_through_the_window_politely_over_one_connection(replay: LoopbackS
     assert fetched.records_seen == 230
     assert fetched.records_skipped == 3
     assert (fetched.window_start, fetched.window_end) == (date(2026, 11, 9), SAMPLE_DAY)
-    assert {g.mbid for g in fetched.dated(SAMPLE_DAY)} == set(EXPECTED["exact_date_release_groups"])
+    assert {g.mbid for g in dated(fetched, SAMPLE_DAY)} == set(
+        EXPECTED["exact_date_release_groups"]
+    )
 
 
 def test_raw_pages_are_the_bytes_received_and_rederive_the_same_day(replay: LoopbackServer) -> None:

@@ -9,8 +9,8 @@ from sqlalchemy import Engine
 from musicbutler_pipeline.domain.sends import Sender
 from musicbutler_pipeline.mail.mailer import RetryPolicy, SmtpMailer
 from musicbutler_pipeline.notifier import MailIdentity, send_digests
+from musicbutler_pipeline.warehouse.drops import replace_drops
 from musicbutler_pipeline.warehouse.ledger import SendLedger
-from musicbutler_pipeline.warehouse.repository import replace_drops
 from tests.builders import add_subscriber, follow, release_group, store_releases
 
 pytest_plugins = ["tests.fixtures.smtp"]

@@ -5,13 +5,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from alembic import command
 from sqlalchemy import Engine, func, inspect, select
 
-from musicbutler_pipeline.domain.models import CreditedArtist, ReleaseGroup
+from musicbutler_pipeline.domain.models import CreditedArtist, ReleaseGroup, SourcePage
 from musicbutler_pipeline.domain.rules import exact_release_date
 from musicbutler_pipeline.warehouse.migrate import (
     alembic_config,
@@ -19,34 +18,23 @@ from musicbutler_pipeline.warehouse.migrate import (
     head_revision,
     upgrade,
 )
-from musicbutler_pipeline.warehouse.repository import (
-    claim_release_groups,
-    load_source_pages,
-    replace_source_pages,
-)
+from musicbutler_pipeline.warehouse.pages import replace_source_pages
+from musicbutler_pipeline.warehouse.releases import claim_release_groups
 from musicbutler_pipeline.warehouse.schema import (
     release_group_artists,
     release_groups,
     source_pages,
 )
+from tests.builders import load_source_pages
 
 NOW = datetime(2026, 11, 23, 21, 35, tzinfo=UTC)
 NOV = {day: date(2026, 11, day) for day in range(1, 31)}
 
 
-@dataclass(frozen=True)
-class Page:
-    url: str
-    query: str
-    offset: int
-    body: bytes
-    record_count: int
-    total_count: int
-    fetched_at: datetime
-
-
-def page(offset: int, body: bytes) -> Page:
-    return Page(f"http://mb.test/ws/2/release-group?offset={offset}", "q", offset, body, 1, 2, NOW)
+def page(offset: int, body: bytes) -> SourcePage:
+    return SourcePage(
+        f"http://mb.test/ws/2/release-group?offset={offset}", "q", offset, body, 1, 2, NOW
+    )
 
 
 def group(label: str, released: str) -> ReleaseGroup:

@@ -12,6 +12,7 @@ import pytest
 
 from musicbutler_pipeline import __version__
 from musicbutler_pipeline.demo import SAMPLE_DAY, SAMPLE_DIR
+from musicbutler_pipeline.domain.models import SourcePage
 from musicbutler_pipeline.sources.http import (
     RateLimiter,
     RetryPolicy,
@@ -22,13 +23,12 @@ from musicbutler_pipeline.sources.musicbrainz import (
     MalformedRecord,
     MusicBrainzClient,
     MusicBrainzError,
-    RawPage,
     bundled_snapshot_root,
     parse_release_group,
-    rederive,
     search_query,
     user_agent,
 )
+from tests.builders import dated, rederive
 from tests.fixtures.loopback import FakeClock
 
 EXPECTED = json.loads((SAMPLE_DIR / "expected.json").read_text())
@@ -59,7 +59,7 @@ def rg(n: int) -> str:
     return f"{n:08d}-0000-4000-8000-000000000000"
 
 
-def raw_page(records: list, *, offset: int = 0, count: int | None = None) -> RawPage:
+def raw_page(records: list, *, offset: int = 0, count: int | None = None) -> SourcePage:
     body = json.dumps(
         {
             "count": len(records) if count is None else count,
@@ -67,7 +67,7 @@ def raw_page(records: list, *, offset: int = 0, count: int | None = None) -> Raw
             "release-groups": records,
         }
     ).encode()
-    return RawPage(
+    return SourcePage(
         url=f"http://mb.test/ws/2/release-group?offset={offset}",
         query="q",
         offset=offset,
@@ -78,12 +78,12 @@ def raw_page(records: list, *, offset: int = 0, count: int | None = None) -> Raw
     )
 
 
-def sample_pages() -> list[RawPage]:
+def sample_pages() -> list[SourcePage]:
     pages = []
     for path in sorted((bundled_snapshot_root() / SAMPLE_DAY.isoformat()).glob("offset-*.json")):
         document = json.loads(path.read_bytes())
         pages.append(
-            RawPage(
+            SourcePage(
                 url=path.name,
                 query=EXPECTED["query"],
                 offset=document["offset"],
@@ -172,7 +172,7 @@ def test_collect_keeps_exact_dates_inside_the_window_and_counts_the_rest() -> No
     assert (fetched.records_seen, fetched.records_skipped, fetched.not_exact_date) == (7, 1, 2)
     assert fetched.skipped_ids == ("(no id)",)
     assert (fetched.window_start, fetched.window_end) == (date(2026, 11, 9), day)
-    assert [group.mbid for group in fetched.dated(day)] == [rg(1)]
+    assert [group.mbid for group in dated(fetched, day)] == [rg(1)]
     assert fetched.requests == 2
 
 
@@ -190,7 +190,7 @@ def test_the_bundled_sample_gives_the_expected_day() -> None:
     fetched = rederive(pages, SAMPLE_DAY, lookback_days=14)
     assert fetched.records_seen == EXPECTED["total_records"] == 230
     assert fetched.records_skipped == EXPECTED["malformed_records"] == 3
-    assert {group.mbid for group in fetched.dated(SAMPLE_DAY)} == set(
+    assert {group.mbid for group in dated(fetched, SAMPLE_DAY)} == set(
         EXPECTED["exact_date_release_groups"]
     )
     assert all(
@@ -203,7 +203,7 @@ def test_the_bundled_sample_gives_the_expected_day() -> None:
 
 
 def test_a_page_that_is_not_a_search_result_is_an_error() -> None:
-    page = RawPage("http://mb.test/x", "q", 0, b"<html>busy</html>", 0, 0, FETCHED_AT)
+    page = SourcePage("http://mb.test/x", "q", 0, b"<html>busy</html>", 0, 0, FETCHED_AT)
     with pytest.raises(MusicBrainzError, match=r"http://mb.test/x: response is not JSON"):
         rederive([page], SAMPLE_DAY, lookback_days=0)
 

@@ -14,8 +14,8 @@ from musicbutler_pipeline.sources.musicbrainz import (
     MusicBrainzError,
     parse_release_group,
     read_search_page,
-    rederive,
 )
+from tests.builders import rederive
 from tests.unit.test_musicbrainz_parse import A, raw_page, record, rg
 
 

@@ -1,0 +1,124 @@
+"""Digests: each subscriber's drops of a day, read back as the email's content."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from itertools import groupby
+from typing import Any
+
+from sqlalchemy import Engine, Row, func, select
+
+from musicbutler_pipeline.domain.models import (
+    CreditedArtist,
+    Digest,
+    DigestArtist,
+    ReleaseGroup,
+    Subscriber,
+)
+from musicbutler_pipeline.warehouse.schema import (
+    drops,
+    release_group_artists,
+    release_groups,
+    subscribers,
+)
+
+
+def iter_digests(engine: Engine, day: date, *, batch_size: int = 500) -> Iterator[Digest]:
+    """Each subscriber's digest for ``day``, streamed in subscriber-id order.
+
+    Reads in batches of subscribers (keyset pagination), each in its own short transaction, so
+    memory stays flat in the number of subscribers and no long read holds back the ledger's
+    writes. (On SQLite every transaction, reads included, begins IMMEDIATE, so each batch read
+    briefly queues the ledger's writes; on PostgreSQL reads never block them.)
+    """
+    last_id = 0
+    while True:
+        with engine.connect() as connection:
+            batch_ids = (
+                connection.execute(
+                    select(drops.c.subscriber_id)
+                    .where(drops.c.partition_date == day, drops.c.subscriber_id > last_id)
+                    .group_by(drops.c.subscriber_id)
+                    .order_by(drops.c.subscriber_id)
+                    .limit(batch_size)
+                )
+                .scalars()
+                .all()
+            )
+            if not batch_ids:
+                return
+            rows = connection.execute(
+                select(
+                    subscribers.c.id.label("subscriber_id"),
+                    subscribers.c.email,
+                    subscribers.c.name.label("subscriber_name"),
+                    subscribers.c.unsubscribed_at,
+                    drops.c.artist_mbid.label("followed_mbid"),
+                    drops.c.artist_name.label("followed_name"),
+                    release_groups,
+                    release_group_artists.c.position,
+                    release_group_artists.c.artist_mbid,
+                    release_group_artists.c.artist_name,
+                    release_group_artists.c.join_phrase,
+                )
+                .select_from(
+                    drops.join(subscribers, subscribers.c.id == drops.c.subscriber_id)
+                    .join(release_groups, release_groups.c.mbid == drops.c.release_group_mbid)
+                    .join(
+                        release_group_artists,
+                        release_group_artists.c.release_group_mbid == release_groups.c.mbid,
+                    )
+                )
+                .where(
+                    drops.c.partition_date == day,
+                    drops.c.subscriber_id.in_(batch_ids),
+                )
+                .order_by(
+                    drops.c.subscriber_id,
+                    func.lower(drops.c.artist_name),
+                    drops.c.artist_mbid,
+                    release_groups.c.title,
+                    release_groups.c.mbid,
+                    release_group_artists.c.position,
+                )
+            ).all()
+        last_id = batch_ids[-1]
+        for _subscriber_id, subscriber_rows in groupby(rows, key=lambda row: row.subscriber_id):
+            digest = _digest_from_rows(day, list(subscriber_rows))
+            if digest is not None:
+                yield digest
+
+
+def _digest_from_rows(day: date, rows: list[Row[Any]]) -> Digest | None:
+    first = rows[0]
+    if first.unsubscribed_at is not None:
+        return None  # unsubscribed after the drops were computed
+    artists: list[DigestArtist] = []
+    for (followed_mbid, followed_name), artist_rows in groupby(
+        rows, key=lambda row: (row.followed_mbid, row.followed_name)
+    ):
+        groups = []
+        for _mbid, credit_rows in groupby(artist_rows, key=lambda row: row.mbid):
+            credit_rows = list(credit_rows)
+            head = credit_rows[0]
+            groups.append(
+                ReleaseGroup(
+                    mbid=head.mbid,
+                    title=head.title,
+                    primary_type=head.primary_type,
+                    secondary_types=tuple(filter(None, head.secondary_types.split(","))),
+                    first_release_date=head.first_release_date,
+                    release_date=head.release_date,
+                    artists=tuple(
+                        CreditedArtist(row.artist_mbid, row.artist_name, row.join_phrase)
+                        for row in credit_rows
+                    ),
+                )
+            )
+        artists.append(DigestArtist(followed_mbid, followed_name, tuple(groups)))
+    return Digest(
+        subscriber=Subscriber(first.subscriber_id, first.email, first.subscriber_name),
+        partition_date=day,
+        artists=tuple(artists),
+    )
