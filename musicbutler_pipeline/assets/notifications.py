@@ -6,9 +6,9 @@ from musicbutler_pipeline.assets.drops import user_drops
 from musicbutler_pipeline.assets.metadata import markdown_table
 from musicbutler_pipeline.domain.ledger import STALE_AFTER, Sender, SendLedger
 from musicbutler_pipeline.locks import send_lock
-from musicbutler_pipeline.notifier import NotifyReport, send_digests
 from musicbutler_pipeline.partitions import daily_partitions
 from musicbutler_pipeline.resources import MailerResource, WarehouseResource
+from musicbutler_pipeline.services.notifier import NotifyReport, send_digests
 from musicbutler_pipeline.settings import Settings
 from musicbutler_pipeline.unsent import (
     UNKNOWN_OUTCOME,

@@ -2,7 +2,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from musicbutler_pipeline.mail.mailer import Mailer, mailer_from_url
-from musicbutler_pipeline.notifier import MailIdentity
+from musicbutler_pipeline.mail.unsubscribe import MailIdentity
 from musicbutler_pipeline.settings import Settings, secret_key, smtp_password
 
 

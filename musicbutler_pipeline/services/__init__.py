@@ -1,1 +1,2 @@
-"""Application services: what the Dagster layer and the CLI ask for, composed from the domain and the adapters (warehouse, mail, sources)."""
+"""Application services: what the Dagster layer and the CLI ask for, composed from the domain
+and the adapters (warehouse, mail, sources)."""
