@@ -15,6 +15,7 @@ from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, Definitions, 
 from sqlalchemy.exc import SQLAlchemyError
 
 from musicbutler_pipeline.domain.ledger import process_alive
+from musicbutler_pipeline.locks import ExclusiveLock, scheduler_lock
 from musicbutler_pipeline.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,14 @@ def dagster_instance(settings: Settings) -> DagsterInstance:
     home.mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(home / INSTANCE_LOCK_FILE, is_singleton=False):
         return DagsterInstance.get()
+
+
+def instance_lock(instance: DagsterInstance) -> ExclusiveLock:
+    """The lock `musicbutler daemon` holds while it runs the instance's scheduler."""
+    return scheduler_lock(
+        postgres_url=getattr(instance.run_storage, "postgres_url", None),
+        root_directory=instance.root_directory,
+    )
 
 
 def job_pools(definitions: Definitions) -> set[str]:
