@@ -23,7 +23,6 @@ from musicbutler_pipeline.monitoring import (
 )
 from musicbutler_pipeline.partitions import daily_partitions
 from musicbutler_pipeline.resources import WarehouseResource
-from musicbutler_pipeline.sensors.schedulers import SINGLE_SCHEDULER_CHECK
 from musicbutler_pipeline.warehouse.repository import release_groups_sent_twice, unsent_owed
 
 
@@ -125,7 +124,6 @@ def no_duplicate_sends(
 
 @asset_check(
     asset=drop_notifications,
-    name=SINGLE_SCHEDULER_CHECK,
     description=(
         "One scheduler daemon on the instance. Also reported by `duplicate_scheduler_sensor` "
         "the moment it sees a second one."

@@ -4,7 +4,6 @@ from datetime import UTC, datetime
 
 from dagster import (
     AssetCheckEvaluation,
-    AssetKey,
     DefaultSensorStatus,
     SensorDefinition,
     SensorEvaluationContext,
@@ -12,6 +11,7 @@ from dagster import (
     sensor,
 )
 
+from musicbutler_pipeline.checks import single_scheduler
 from musicbutler_pipeline.monitoring import (
     DUPLICATE_SCHEDULER,
     alert_email,
@@ -24,7 +24,6 @@ from musicbutler_pipeline.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-SINGLE_SCHEDULER_CHECK = "single_scheduler"
 HISTORY = 12  # heartbeat owners remembered in the cursor
 
 
@@ -41,7 +40,7 @@ def build_duplicate_scheduler_sensor(minimum_interval_seconds: int = 30) -> Sens
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
         description=(
-            "Alerts (ERROR log, failed `single_scheduler` check, e-mail to "
+            f"Alerts (ERROR log, failed `{single_scheduler.check_key.name}` check, e-mail to "
             "MUSICBUTLER_OPERATOR_EMAIL at most once an hour) when two scheduler daemons run on "
             "one instance: each would fire every schedule tick."
         ),
@@ -75,8 +74,8 @@ def build_duplicate_scheduler_sensor(minimum_interval_seconds: int = 30) -> Sens
         if problem or was_failing:
             events.append(
                 AssetCheckEvaluation(
-                    asset_key=AssetKey("drop_notifications"),
-                    check_name=SINGLE_SCHEDULER_CHECK,
+                    asset_key=single_scheduler.check_key.asset_key,
+                    check_name=single_scheduler.check_key.name,
                     passed=problem is None,
                     metadata={"finding": problem or "one scheduler again"},
                 )
