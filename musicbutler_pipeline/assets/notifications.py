@@ -9,7 +9,6 @@ from musicbutler_pipeline.locks import send_lock
 from musicbutler_pipeline.partitions import daily_partitions
 from musicbutler_pipeline.resources import MailerResource, WarehouseResource
 from musicbutler_pipeline.services.notifier import NotifyReport, send_digests
-from musicbutler_pipeline.settings import Settings
 from musicbutler_pipeline.unsent import (
     UNKNOWN_OUTCOME,
     UNSENT_DAY,
@@ -98,7 +97,7 @@ def _tell_operator(
     """E-mail the operator about this run's unsent email (each kind at most once an hour)."""
     if not (report.failed_temporarily or unsent_unknown):
         return
-    settings = Settings.from_env()
+    settings = mailer.environment()
     now = datetime.now(UTC)
     day = report.partition_date
     alerts = []
@@ -113,7 +112,7 @@ def _tell_operator(
             kind,
             text,
             operator_email=settings.operator_email,
-            mail_from=mailer.mail_from or settings.mail_from,
+            mail_from=mailer.sender(),
             mailer=mailer.open(),
             now=now,
         )

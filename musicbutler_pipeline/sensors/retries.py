@@ -34,7 +34,6 @@ from musicbutler_pipeline.domain.ledger import SendLedger
 from musicbutler_pipeline.jobs import daily_drops_job
 from musicbutler_pipeline.partitions import latest_partition_day
 from musicbutler_pipeline.resources import WarehouseResource
-from musicbutler_pipeline.settings import Settings
 
 RETRY_SENSOR = "retry_failed_sends_sensor"
 RETRY_ATTEMPT_TAG = "musicbutler/retry-attempt"
@@ -80,7 +79,7 @@ def build_retry_sensor(
         context: SensorEvaluationContext, warehouse: WarehouseResource
     ) -> SensorResult | SkipReason:
         now = clock()
-        settings = Settings.from_env()
+        settings = warehouse.environment()
         today = latest_partition_day(now)
         oldest = today - timedelta(days=settings.max_send_age_days)
         requests = []

@@ -20,7 +20,6 @@ from musicbutler_pipeline.monitoring import (
     scheduler_evidence,
 )
 from musicbutler_pipeline.resources import MailerResource, WarehouseResource
-from musicbutler_pipeline.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -87,12 +86,12 @@ def build_duplicate_scheduler_sensor(minimum_interval_seconds: int = 30) -> Sens
 
 
 def email_operator(mailer: MailerResource, problem: str, now: datetime) -> None:
-    settings = Settings.from_env()
+    settings = mailer.environment()
     if not settings.operator_email:
         logger.warning("MUSICBUTLER_OPERATOR_EMAIL is not set: the operator gets no e-mail")
         return
     message = alert_email(
-        mail_from=mailer.mail_from or settings.mail_from,
+        mail_from=mailer.sender(),
         to=settings.operator_email,
         subject="two schedulers are running",
         body=(
