@@ -104,7 +104,7 @@ def instance_lock(instance: DagsterInstance) -> ExclusiveLock:
 def job_pools(definitions: Definitions) -> set[str]:
     """The concurrency pools the daily job's steps sit in."""
     job = definitions.resolve_job_def(daily_drops_job.name)
-    return {node.pool for node in job.graph.node_defs if getattr(node, "pool", None)}
+    return {pool for node in job.graph.node_defs if (pool := getattr(node, "pool", None))}
 
 
 def ensure_pool_limits(instance: DagsterInstance, pools: set[str]) -> None:
