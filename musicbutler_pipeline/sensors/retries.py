@@ -35,7 +35,6 @@ from musicbutler_pipeline.jobs import daily_drops_job
 from musicbutler_pipeline.partitions import latest_partition_day
 from musicbutler_pipeline.resources import WarehouseResource
 
-RETRY_SENSOR = "retry_failed_sends_sensor"
 RETRY_ATTEMPT_TAG = "musicbutler/retry-attempt"
 BACKOFF = timedelta(minutes=5)
 MAX_BACKOFF = timedelta(hours=1)
@@ -64,7 +63,6 @@ def build_retry_sensor(
     can build its definitions with other waits."""
 
     @sensor(
-        name=RETRY_SENSOR,
         job=daily_drops_job,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,

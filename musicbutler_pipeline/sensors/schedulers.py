@@ -35,7 +35,6 @@ def build_duplicate_scheduler_sensor(minimum_interval_seconds: int = 30) -> Sens
     """
 
     @sensor(
-        name="duplicate_scheduler_sensor",
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
         description=(
