@@ -5,7 +5,8 @@
         [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 
 Sends ``count`` small messages to a loopback aiosmtpd sink (its own process) the way
-``notifier.send_digests`` does: claim the ledger row, send through ``SmtpMailer``, mark it sent.
+``services.notifier.send_digests`` does: claim the ledger row, send through ``SmtpMailer``, mark
+it sent.
 ``without phase`` passes no ``before_body`` hook (the ledger writes of the old code: claim and
 mark sent); ``with phase`` adds ``SendLedger.mark_phase(claim, SendPhase.BODY)`` just before the
 body (what the pipeline does now). Variants alternate within each round, so load on a shared machine

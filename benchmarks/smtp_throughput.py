@@ -6,7 +6,7 @@
 A loopback aiosmtpd sink runs in its own process (so it neither shares the GIL with the sender
 nor counts towards its memory) and accepts and discards every message. The sender renders each
 subscriber's digest with the real templates, builds the message and sends it through
-``SmtpMailer``, exactly as ``notifier.send_digests`` does, minus the warehouse:
+``SmtpMailer``, exactly as ``services.notifier.send_digests`` does, minus the warehouse:
 
 * ``render``: render + build only, no SMTP (the ceiling the transport can reach);
 * ``reused``: render + build + send, one connection for the whole batch (what the pipeline does);

@@ -19,7 +19,6 @@ from musicbutler_pipeline.domain.sends import STALE_AFTER
 from musicbutler_pipeline.partitions import daily_partitions
 from musicbutler_pipeline.processes import sender_gone
 from musicbutler_pipeline.resources import WarehouseResource
-from musicbutler_pipeline.sensors.schedulers import SINGLE_SCHEDULER_CHECK
 from musicbutler_pipeline.services.schedulers import scheduler_evidence
 from musicbutler_pipeline.warehouse.health import release_groups_sent_twice
 from musicbutler_pipeline.warehouse.ledger import SendLedger
@@ -124,7 +123,6 @@ def no_duplicate_sends(
 
 @asset_check(
     asset=drop_notifications,
-    name=SINGLE_SCHEDULER_CHECK,
     description=(
         "One scheduler daemon on the instance. Also reported by `duplicate_scheduler_sensor` "
         "the moment it sees a second one."

@@ -161,9 +161,11 @@ def _print_unsent(summary: RunSummary) -> None:
         )
     retryable = int(n.get("owed_not_sent_retryable", 0))
     if retryable:
+        from musicbutler_pipeline.sensors import retry_failed_sends_sensor
+
         print(
             f"NOT SENT: {retryable} email(s) failed temporarily; retried automatically by "
-            f"`retry_failed_sends_sensor`, or now with `musicbutler run --date {day}`.",
+            f"`{retry_failed_sends_sensor.name}`, or now with `musicbutler run --date {day}`.",
             file=sys.stderr,
         )
     permanent = int(n.get("failed_permanently", 0))

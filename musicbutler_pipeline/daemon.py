@@ -29,8 +29,8 @@ from sqlalchemy import Engine
 
 from musicbutler_pipeline.definitions import defs
 from musicbutler_pipeline.domain.schedulers import DAEMON_LOG_SIGNAL, another_daemon_in_log
-from musicbutler_pipeline.locks import AdvisoryLock, ExclusiveLock, FileLock
-from musicbutler_pipeline.runner import ensure_pool_limits, job_pools
+from musicbutler_pipeline.locks import ExclusiveLock
+from musicbutler_pipeline.runner import ensure_pool_limits, instance_lock, job_pools
 from musicbutler_pipeline.sensors.presence import report_evidence
 from musicbutler_pipeline.settings import Settings
 from musicbutler_pipeline.warehouse.engine import make_engine
@@ -38,18 +38,8 @@ from musicbutler_pipeline.warehouse.monitoring import record_signal
 
 logger = logging.getLogger(__name__)
 
-LOCK_NAME = "musicbutler:scheduler-daemon"
 HEALTH_CHECK_SECONDS = 5.0
 STOP_GRACE_SECONDS = 30.0
-
-
-def instance_lock(instance: DagsterInstance) -> ExclusiveLock:
-    """The lock that makes a scheduler the only one for this instance."""
-    postgres_url = getattr(instance.run_storage, "postgres_url", None)
-    if postgres_url:
-        return AdvisoryLock(postgres_url, LOCK_NAME)
-    root = Path(instance.root_directory)
-    return FileLock(root / "musicbutler-daemon.lock", LOCK_NAME)
 
 
 def daemon_command(module: str) -> list[str]:

@@ -13,6 +13,7 @@ from musicbutler_pipeline.resources import (
     MailerResource,
     MusicBrainzReleaseSource,
     ReleaseSourceResource,
+    SettingsResource,
     WarehouseResource,
 )
 from musicbutler_pipeline.schedules import daily_drops_schedule
@@ -29,8 +30,9 @@ def build_definitions(
     schedules: Sequence[ScheduleDefinition] | None = None,
     sensors: Sequence[SensorDefinition] | None = None,
 ) -> Definitions:
-    """The project's definitions; resources default to those configured by the environment,
-    schedules and sensors to the project's own."""
+    """The project's definitions; resources default to those configured by the environment (read
+    once when a run or sensor tick starts), schedules and sensors to the project's own."""
+    settings = SettingsResource()
     return Definitions(
         assets=daily_assets,
         asset_checks=daily_checks,
@@ -38,11 +40,11 @@ def build_definitions(
         schedules=[daily_drops_schedule] if schedules is None else schedules,
         sensors=all_sensors if sensors is None else sensors,
         resources={
-            "warehouse": warehouse or WarehouseResource(),
-            "release_source": release_source or MusicBrainzReleaseSource(),
-            "mailer": mailer or MailerResource(),
+            "warehouse": warehouse or WarehouseResource(settings=settings),
+            "release_source": release_source or MusicBrainzReleaseSource(settings=settings),
+            "mailer": mailer or MailerResource(settings=settings),
             # ListenBrainz by default; it calls out only for subscribers with a ListenBrainz user.
-            "library_source": library_source or ListenBrainzLibrarySource(),
+            "library_source": library_source or ListenBrainzLibrarySource(settings=settings),
         },
     )
 

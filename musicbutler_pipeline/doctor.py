@@ -148,8 +148,7 @@ def _unsent_findings(ledger: SendLedger, today: date, window: timedelta) -> list
 
 
 def _scheduler_findings(settings: Settings, engine: Engine, now: datetime) -> list[Finding]:
-    from musicbutler_pipeline.daemon import instance_lock
-    from musicbutler_pipeline.runner import dagster_instance, dead_runs
+    from musicbutler_pipeline.runner import dagster_instance, dead_runs, instance_lock
 
     findings = []
     # What any host's schedulers recorded in the last minute: seen from every host alike.

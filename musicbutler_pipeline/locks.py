@@ -226,6 +226,17 @@ def send_lock(warehouse_url: str, day: object) -> ExclusiveLock:
     return warehouse_lock(warehouse_url, f"send-{day}")
 
 
+SCHEDULER_LOCK_NAME = "musicbutler:scheduler-daemon"
+
+
+def scheduler_lock(*, postgres_url: str | None, root_directory: str | Path) -> ExclusiveLock:
+    """The lock that makes a scheduler the only one for a Dagster instance: an advisory lock on
+    the instance's own database when its storage is PostgreSQL, else a file in its home."""
+    if postgres_url:
+        return AdvisoryLock(postgres_url, SCHEDULER_LOCK_NAME)
+    return FileLock(Path(root_directory) / "musicbutler-daemon.lock", SCHEDULER_LOCK_NAME)
+
+
 @contextlib.contextmanager
 def holding(lock: ExclusiveLock) -> Iterator[bool]:
     """``with holding(lock) as acquired:`` releases on exit only if acquired."""

@@ -14,12 +14,14 @@ import filelock
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, Definitions, RunsFilter
 from sqlalchemy.exc import SQLAlchemyError
 
+from musicbutler_pipeline.assets import drop_notifications
+from musicbutler_pipeline.jobs import daily_drops_job
+from musicbutler_pipeline.locks import ExclusiveLock, scheduler_lock
 from musicbutler_pipeline.processes import process_alive
 from musicbutler_pipeline.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-JOB_NAME = "daily_drops_job"
 LAUNCHED_BY_TAG = "musicbutler/launched-by"
 HOST_TAG = "musicbutler/host"
 PID_TAG = "musicbutler/pid"
@@ -91,10 +93,18 @@ def dagster_instance(settings: Settings) -> DagsterInstance:
         return DagsterInstance.get()
 
 
+def instance_lock(instance: DagsterInstance) -> ExclusiveLock:
+    """The lock `musicbutler daemon` holds while it runs the instance's scheduler."""
+    return scheduler_lock(
+        postgres_url=getattr(instance.run_storage, "postgres_url", None),
+        root_directory=instance.root_directory,
+    )
+
+
 def job_pools(definitions: Definitions) -> set[str]:
     """The concurrency pools the daily job's steps sit in."""
-    job = definitions.resolve_job_def(JOB_NAME)
-    return {node.pool for node in job.graph.node_defs if getattr(node, "pool", None)}
+    job = definitions.resolve_job_def(daily_drops_job.name)
+    return {pool for node in job.graph.node_defs if (pool := getattr(node, "pool", None))}
 
 
 def ensure_pool_limits(instance: DagsterInstance, pools: set[str]) -> None:
@@ -160,7 +170,7 @@ def run_day(
     ensure_pool_limits(instance, job_pools(definitions))
     for run_id in reap_dead_runs(instance):
         logger.warning("run %s died without finishing: marked failed, its pool slots freed", run_id)
-    job = definitions.resolve_job_def(JOB_NAME)
+    job = definitions.resolve_job_def(daily_drops_job.name)
     result = job.execute_in_process(
         partition_key=day.isoformat(),
         instance=instance,
@@ -173,7 +183,7 @@ def run_day(
         },
     )
     notifications: dict[str, Any] = {}
-    for materialization in result.asset_materializations_for_node("drop_notifications"):
+    for materialization in result.asset_materializations_for_node(drop_notifications.op.name):
         notifications = {key: value.value for key, value in materialization.metadata.items()}
     error = None
     if not result.success:

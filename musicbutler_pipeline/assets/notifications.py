@@ -6,7 +6,6 @@ from musicbutler_pipeline.assets.drops import user_drops
 from musicbutler_pipeline.assets.metadata import markdown_table
 from musicbutler_pipeline.domain.sends import STALE_AFTER, SendState
 from musicbutler_pipeline.locks import send_lock
-from musicbutler_pipeline.notifier import NotifyReport, send_digests
 from musicbutler_pipeline.partitions import daily_partitions
 from musicbutler_pipeline.processes import current_sender, sender_gone
 from musicbutler_pipeline.resources import MailerResource, WarehouseResource
@@ -17,7 +16,7 @@ from musicbutler_pipeline.services.alerts import (
     unknown_outcome_text,
     unsent_day_text,
 )
-from musicbutler_pipeline.settings import Settings
+from musicbutler_pipeline.services.notifier import NotifyReport, send_digests
 from musicbutler_pipeline.warehouse.ledger import SendLedger
 
 NOTIFICATION_POOL = "musicbutler_notifications"
@@ -102,7 +101,7 @@ def _tell_operator(
     """E-mail the operator about this run's unsent email (each kind at most once an hour)."""
     if not (report.failed_temporarily or unsent_unknown):
         return
-    settings = Settings.from_env()
+    settings = mailer.environment()
     now = datetime.now(UTC)
     day = report.partition_date
     alerts = []
@@ -117,7 +116,7 @@ def _tell_operator(
             kind,
             text,
             operator_email=settings.operator_email,
-            mail_from=mailer.mail_from or settings.mail_from,
+            mail_from=mailer.sender(),
             mailer=mailer.open(),
             now=now,
         )

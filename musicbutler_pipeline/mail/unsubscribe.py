@@ -12,7 +12,7 @@ import base64
 import hashlib
 import hmac
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parseaddr
 from urllib.parse import quote
 
@@ -68,3 +68,19 @@ def unsubscribe_links(
         url=f"{base_url.rstrip('/')}{UNSUBSCRIBE_PATH}{token}",
         mailto=f"mailto:{quote(address, safe='@')}?subject={quote('unsubscribe ' + token)}",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class MailIdentity:
+    """Who the digests come from and where their unsubscribe links point."""
+
+    mail_from: str
+    base_url: str
+    secret_key: bytes = field(repr=False)
+
+    def unsubscribe_links(self, subscriber_id: int) -> tuple[str, str]:
+        """(one-click HTTPS URL, mailto) for the List-Unsubscribe header and the digest."""
+        links = unsubscribe_links(
+            subscriber_id, base_url=self.base_url, mail_from=self.mail_from, key=self.secret_key
+        )
+        return links.url, links.mailto

@@ -11,6 +11,7 @@ from musicbutler_pipeline.resources.release_source import (
     ReleaseSourceResource,
     SnapshotReleaseSource,
 )
+from musicbutler_pipeline.resources.settings import SettingsResource, UsesSettings
 from musicbutler_pipeline.resources.warehouse import WarehouseResource
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "MailerResource",
     "MusicBrainzReleaseSource",
     "ReleaseSourceResource",
+    "SettingsResource",
     "SnapshotReleaseSource",
+    "UsesSettings",
     "WarehouseResource",
 ]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from musicbutler_pipeline.settings import Settings
+from musicbutler_pipeline.resources.settings import UsesSettings
 from musicbutler_pipeline.sources.http import RetryPolicy
 from musicbutler_pipeline.sources.listenbrainz import (
     DEFAULT_MAX_ARTISTS,
@@ -31,7 +31,7 @@ class LibrarySourceResource(ConfigurableResource, ABC):
         """The top artists of each ListenBrainz user, or why there are none."""
 
 
-class ListenBrainzLibrarySource(LibrarySourceResource):
+class ListenBrainzLibrarySource(LibrarySourceResource, UsesSettings):
     """The ListenBrainz API. Makes no request when no subscriber has a ListenBrainz user.
 
     Unset fields are read from the environment when a run starts (not when definitions load).
@@ -59,7 +59,7 @@ class ListenBrainzLibrarySource(LibrarySourceResource):
         return True
 
     def client(self) -> ListenBrainzClient:
-        settings = Settings.from_env()
+        settings = self.environment()
         return ListenBrainzClient(
             self.url or settings.listenbrainz_url,
             contact=self.contact or settings.contact,

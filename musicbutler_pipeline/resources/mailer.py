@@ -1,12 +1,12 @@
-from dagster import ConfigurableResource
 from pydantic import Field
 
 from musicbutler_pipeline.mail.mailer import Mailer, mailer_from_url
-from musicbutler_pipeline.notifier import MailIdentity
-from musicbutler_pipeline.settings import Settings, secret_key, smtp_password
+from musicbutler_pipeline.mail.unsubscribe import MailIdentity
+from musicbutler_pipeline.resources.settings import UsesSettings
+from musicbutler_pipeline.settings import secret_key, smtp_password
 
 
-class MailerResource(ConfigurableResource):
+class MailerResource(UsesSettings):
     """Where digests go (``MUSICBUTLER_MAIL_URL``) and who they come from.
 
     The SMTP password and the signing key are read from the environment when a run opens the
@@ -26,12 +26,16 @@ class MailerResource(ConfigurableResource):
 
     def open(self) -> Mailer:
         """A transport for one batch; it connects on its first send."""
-        return mailer_from_url(self.url or Settings.from_env().mail_url, password=smtp_password())
+        return mailer_from_url(self.url or self.environment().mail_url, password=smtp_password())
+
+    def sender(self) -> str:
+        """The From address of every message this mailer sends."""
+        return self.mail_from or self.environment().mail_from
 
     def identity(self) -> MailIdentity:
-        settings = Settings.from_env()
+        settings = self.environment()
         return MailIdentity(
-            mail_from=self.mail_from or settings.mail_from,
+            mail_from=self.sender(),
             base_url=(self.base_url or settings.base_url).rstrip("/"),
             secret_key=secret_key(settings.home),
         )

@@ -6,7 +6,8 @@ from urllib.parse import unquote, urlsplit
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from musicbutler_pipeline.settings import Settings, SettingsError
+from musicbutler_pipeline.resources.settings import UsesSettings
+from musicbutler_pipeline.settings import SettingsError
 from musicbutler_pipeline.sources.http import RetryPolicy
 from musicbutler_pipeline.sources.musicbrainz import (
     DEFAULT_LOOKBACK_DAYS,
@@ -36,7 +37,7 @@ class ReleaseSourceResource(ConfigurableResource, ABC):
         raw pages they came from."""
 
 
-class MusicBrainzReleaseSource(ReleaseSourceResource):
+class MusicBrainzReleaseSource(ReleaseSourceResource, UsesSettings):
     """The MusicBrainz web service, or recorded pages when the URL is ``file:///dir``.
 
     Unset fields are read from the environment when a run starts (not when definitions load).
@@ -57,7 +58,7 @@ class MusicBrainzReleaseSource(ReleaseSourceResource):
     )
 
     def client(self) -> MusicBrainzClient:
-        settings = Settings.from_env()
+        settings = self.environment()
         url = self.url or settings.musicbrainz_url
         parts = urlsplit(url)
         if parts.scheme == "file":

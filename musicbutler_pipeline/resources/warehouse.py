@@ -1,8 +1,8 @@
-from dagster import ConfigurableResource, InitResourceContext
+from dagster import InitResourceContext
 from pydantic import Field, PrivateAttr
 from sqlalchemy import Engine
 
-from musicbutler_pipeline.settings import Settings
+from musicbutler_pipeline.resources.settings import UsesSettings
 from musicbutler_pipeline.warehouse.engine import make_engine
 from musicbutler_pipeline.warehouse.migrate import is_current
 
@@ -11,7 +11,7 @@ class WarehouseNotReady(RuntimeError):
     """The warehouse schema is missing or behind the code."""
 
 
-class WarehouseResource(ConfigurableResource):
+class WarehouseResource(UsesSettings):
     """The warehouse database. Connects on first use, not when definitions load."""
 
     url: str | None = Field(
@@ -21,7 +21,7 @@ class WarehouseResource(ConfigurableResource):
     _engine: Engine | None = PrivateAttr(default=None)
 
     def resolved_url(self) -> str:
-        return self.url or Settings.from_env().warehouse_url
+        return self.url or self.environment().warehouse_url
 
     @property
     def engine(self) -> Engine:

@@ -10,7 +10,8 @@ from musicbutler_pipeline.jobs import daily_drops_job
 def daily_drops_failure_sensor(context: RunFailureSensorContext) -> None:
     run = context.dagster_run
     context.log.error(
-        "daily_drops_job run %s for partition %s failed: %s",
+        "%s run %s for partition %s failed: %s",
+        run.job_name,
         run.run_id,
         run.tags.get("dagster/partition", "?"),
         context.failure_event.message,

@@ -33,10 +33,8 @@ from dagster import (
 from musicbutler_pipeline.jobs import daily_drops_job
 from musicbutler_pipeline.partitions import latest_partition_day
 from musicbutler_pipeline.resources import WarehouseResource
-from musicbutler_pipeline.settings import Settings
 from musicbutler_pipeline.warehouse.ledger import SendLedger
 
-RETRY_SENSOR = "retry_failed_sends_sensor"
 RETRY_ATTEMPT_TAG = "musicbutler/retry-attempt"
 BACKOFF = timedelta(minutes=5)
 MAX_BACKOFF = timedelta(hours=1)
@@ -65,7 +63,6 @@ def build_retry_sensor(
     can build its definitions with other waits."""
 
     @sensor(
-        name=RETRY_SENSOR,
         job=daily_drops_job,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
@@ -80,7 +77,7 @@ def build_retry_sensor(
         context: SensorEvaluationContext, warehouse: WarehouseResource
     ) -> SensorResult | SkipReason:
         now = clock()
-        settings = Settings.from_env()
+        settings = warehouse.environment()
         today = latest_partition_day(now)
         oldest = today - timedelta(days=settings.max_send_age_days)
         requests = []

@@ -4,7 +4,6 @@ from datetime import UTC, datetime
 
 from dagster import (
     AssetCheckEvaluation,
-    AssetKey,
     DefaultSensorStatus,
     SensorDefinition,
     SensorEvaluationContext,
@@ -12,16 +11,15 @@ from dagster import (
     sensor,
 )
 
+from musicbutler_pipeline.checks import single_scheduler
 from musicbutler_pipeline.domain.schedulers import DUPLICATE_SCHEDULER, heartbeat_ids_alternate
 from musicbutler_pipeline.resources import MailerResource, WarehouseResource
 from musicbutler_pipeline.services.alerts import duplicate_scheduler_email
 from musicbutler_pipeline.services.schedulers import scheduler_evidence
-from musicbutler_pipeline.settings import Settings
 from musicbutler_pipeline.warehouse.monitoring import claim_alert
 
 logger = logging.getLogger(__name__)
 
-SINGLE_SCHEDULER_CHECK = "single_scheduler"
 HISTORY = 12  # heartbeat owners remembered in the cursor
 
 
@@ -34,11 +32,10 @@ def build_duplicate_scheduler_sensor(minimum_interval_seconds: int = 30) -> Sens
     """
 
     @sensor(
-        name="duplicate_scheduler_sensor",
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
         description=(
-            "Alerts (ERROR log, failed `single_scheduler` check, e-mail to "
+            f"Alerts (ERROR log, failed `{single_scheduler.check_key.name}` check, e-mail to "
             "MUSICBUTLER_OPERATOR_EMAIL at most once an hour) when two scheduler daemons run on "
             "one instance: each would fire every schedule tick."
         ),
@@ -72,8 +69,8 @@ def build_duplicate_scheduler_sensor(minimum_interval_seconds: int = 30) -> Sens
         if problem or was_failing:
             events.append(
                 AssetCheckEvaluation(
-                    asset_key=AssetKey("drop_notifications"),
-                    check_name=SINGLE_SCHEDULER_CHECK,
+                    asset_key=single_scheduler.check_key.asset_key,
+                    check_name=single_scheduler.check_key.name,
                     passed=problem is None,
                     metadata={"finding": problem or "one scheduler again"},
                 )
@@ -85,13 +82,13 @@ def build_duplicate_scheduler_sensor(minimum_interval_seconds: int = 30) -> Sens
 
 
 def email_operator(mailer: MailerResource, problem: str, now: datetime) -> None:
-    settings = Settings.from_env()
+    settings = mailer.environment()
     if not settings.operator_email:
         logger.warning("MUSICBUTLER_OPERATOR_EMAIL is not set: the operator gets no e-mail")
         return
     message = duplicate_scheduler_email(
         problem,
-        mail_from=mailer.mail_from or settings.mail_from,
+        mail_from=mailer.sender(),
         to=settings.operator_email,
         now=now,
     )

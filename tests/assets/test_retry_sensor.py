@@ -19,6 +19,7 @@ from dagster import (
 from sqlalchemy import Engine
 
 from musicbutler_pipeline.domain.sends import Sender
+from musicbutler_pipeline.jobs import daily_drops_job
 from musicbutler_pipeline.partitions import latest_partition_day
 from musicbutler_pipeline.resources import WarehouseResource
 from musicbutler_pipeline.sensors.retries import build_retry_sensor, retry_delay
@@ -103,7 +104,7 @@ def test_never_two_runs_of_a_partition(sqlite_engine: Engine) -> None:
     with DagsterInstance.ephemeral() as instance:
         instance.add_run(
             DagsterRun(
-                job_name="daily_drops_job",
+                job_name=daily_drops_job.name,
                 run_id=str(uuid.uuid4()),
                 status=DagsterRunStatus.STARTED,
                 tags={"dagster/partition": TODAY.isoformat()},

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from musicbutler_pipeline.assets.notifications import NOTIFICATION_POOL
+from musicbutler_pipeline.assets.releases import MUSICBRAINZ_POOL
 from musicbutler_pipeline.demo import SAMPLE_DIR
 from musicbutler_pipeline.domain.sends import SendRow
 from musicbutler_pipeline.sources.musicbrainz import bundled_snapshot_root
@@ -27,7 +29,7 @@ from tests.fixtures.loopback import LoopbackServer, Reply
 REPO = Path(__file__).resolve().parents[2]
 DAY = "2026-11-23"
 # The production setup steps (docs/operations.md): pools get their limit before runs start.
-POOLS = ("musicbutler_notifications", "musicbrainz")
+POOLS = (NOTIFICATION_POOL, MUSICBRAINZ_POOL)
 
 
 @dataclass

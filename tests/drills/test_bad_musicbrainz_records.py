@@ -23,9 +23,10 @@ from email import policy
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterInstance
+from dagster import DagsterInstance
 from sqlalchemy import Engine, func, select, update
 
+from musicbutler_pipeline.assets import artist_releases
 from musicbutler_pipeline.demo import SAMPLE_DIR
 from musicbutler_pipeline.sources.musicbrainz import SOURCE_NAME, bundled_snapshot_root
 from musicbutler_pipeline.warehouse.engine import make_engine
@@ -134,7 +135,7 @@ class Installation:
             if name in self.env:
                 monkeypatch.setenv(name, self.env[name])
         with DagsterInstance.get() as instance:
-            event = instance.get_latest_materialization_event(AssetKey("artist_releases"))
+            event = instance.get_latest_materialization_event(artist_releases.key)
         assert event is not None and event.asset_materialization is not None
         return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 

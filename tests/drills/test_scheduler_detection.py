@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from dagster import AssetCheckKey, AssetKey, DagsterInstance
+from dagster import DagsterInstance
 
+from musicbutler_pipeline.checks import single_scheduler
 from tests.drills.environment import wait_for
 from tests.drills.schedulers import (
     DETECTION_BOUND,
@@ -26,7 +27,7 @@ from tests.drills.schedulers import (
     watch_quietly,
 )
 
-SINGLE_SCHEDULER = AssetCheckKey(AssetKey("drop_notifications"), "single_scheduler")
+SINGLE_SCHEDULER = single_scheduler.check_key
 
 
 @pytest.fixture

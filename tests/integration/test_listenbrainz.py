@@ -253,7 +253,7 @@ def sync(engine: Engine, day: date, library_source: object) -> dict:
                 "library_source": library_source,
             },
         )
-    [event] = result.asset_materializations_for_node("user_libraries")
+    [event] = result.asset_materializations_for_node(user_libraries.op.name)
     return {key: value.value for key, value in event.metadata.items()}
 
 

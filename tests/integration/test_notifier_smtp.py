@@ -8,7 +8,8 @@ from sqlalchemy import Engine
 
 from musicbutler_pipeline.domain.sends import Sender
 from musicbutler_pipeline.mail.mailer import RetryPolicy, SmtpMailer
-from musicbutler_pipeline.notifier import MailIdentity, send_digests
+from musicbutler_pipeline.mail.unsubscribe import MailIdentity
+from musicbutler_pipeline.services.notifier import send_digests
 from musicbutler_pipeline.warehouse.drops import replace_drops
 from musicbutler_pipeline.warehouse.ledger import SendLedger
 from tests.builders import add_subscriber, follow, release_group, store_releases

@@ -24,27 +24,11 @@ from musicbutler_pipeline.domain.sends import Claim, ClaimOutcome, SendPhase
 from musicbutler_pipeline.locks import ExclusiveLock
 from musicbutler_pipeline.mail.mailer import Mailer, MailError, MailOutcomeUnknown
 from musicbutler_pipeline.mail.message import build_message, message_id
-from musicbutler_pipeline.mail.unsubscribe import unsubscribe_links
+from musicbutler_pipeline.mail.unsubscribe import MailIdentity
 from musicbutler_pipeline.warehouse.digests import iter_digests
 from musicbutler_pipeline.warehouse.ledger import SendLedger
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class MailIdentity:
-    """Who the digests come from and where their unsubscribe links point."""
-
-    mail_from: str
-    base_url: str
-    secret_key: bytes = field(repr=False)
-
-    def unsubscribe_links(self, subscriber_id: int) -> tuple[str, str]:
-        """(one-click HTTPS URL, mailto) for the List-Unsubscribe header and the digest."""
-        links = unsubscribe_links(
-            subscriber_id, base_url=self.base_url, mail_from=self.mail_from, key=self.secret_key
-        )
-        return links.url, links.mailto
 
 
 @dataclass(slots=True)
