@@ -24,7 +24,7 @@ from musicbutler_pipeline.domain.models import Digest
 from musicbutler_pipeline.locks import ExclusiveLock
 from musicbutler_pipeline.mail.mailer import PHASE_BODY, Mailer, MailError, MailOutcomeUnknown
 from musicbutler_pipeline.mail.message import build_message, message_id
-from musicbutler_pipeline.mail.unsubscribe import unsubscribe_links
+from musicbutler_pipeline.mail.tokens import unsubscribe_links
 from musicbutler_pipeline.warehouse.repository import iter_digests
 
 logger = logging.getLogger(__name__)

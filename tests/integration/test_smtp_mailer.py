@@ -20,7 +20,7 @@ from musicbutler_pipeline.domain.models import (
 )
 from musicbutler_pipeline.mail.mailer import MailError, RetryPolicy, SmtpMailer, mailer_from_url
 from musicbutler_pipeline.mail.message import build_message, message_id
-from musicbutler_pipeline.mail.unsubscribe import unsubscribe_links
+from musicbutler_pipeline.mail.tokens import unsubscribe_links
 from musicbutler_pipeline.resources.mailer import MailerResource
 from tests.builders import mbid
 
