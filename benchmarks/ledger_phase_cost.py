@@ -31,7 +31,8 @@ from sqlalchemy import create_engine, insert, text
 
 from benchmarks.smtp_throughput import _sink
 from musicbutler_pipeline.domain.ledger import Sender, SendLedger
-from musicbutler_pipeline.mail.mailer import PHASE_BODY, SmtpMailer
+from musicbutler_pipeline.domain.sends import SendPhase
+from musicbutler_pipeline.mail.backends.smtp import SmtpMailer
 from musicbutler_pipeline.warehouse.engine import make_engine
 from musicbutler_pipeline.warehouse.migrate import upgrade
 from musicbutler_pipeline.warehouse.schema import subscribers
@@ -80,7 +81,7 @@ def _round(url: str, port: int, count: int, with_phase: bool) -> float:
                 message_id="<m>",
                 release_group_count=0,
             )
-            hook = partial(ledger.mark_phase, claim, PHASE_BODY) if with_phase else None
+            hook = partial(ledger.mark_phase, claim, SendPhase.BODY) if with_phase else None
             mailer.send(message, before_body=hook)
             ledger.mark_sent(claim, DAY, subscriber, [])
     elapsed = time.perf_counter() - start

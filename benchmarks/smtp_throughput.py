@@ -44,7 +44,7 @@ from musicbutler_pipeline.domain.models import (
     ReleaseGroup,
     Subscriber,
 )
-from musicbutler_pipeline.mail.mailer import SmtpMailer
+from musicbutler_pipeline.mail.backends.smtp import SmtpMailer
 from musicbutler_pipeline.mail.message import build_message, message_id
 from musicbutler_pipeline.mail.tokens import unsubscribe_links
 

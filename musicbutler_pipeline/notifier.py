@@ -21,8 +21,9 @@ from sqlalchemy import Engine
 from musicbutler_pipeline.domain.digest import render_digest
 from musicbutler_pipeline.domain.ledger import Claim, ClaimOutcome, SendLedger
 from musicbutler_pipeline.domain.models import Digest
+from musicbutler_pipeline.domain.sends import SendPhase
 from musicbutler_pipeline.locks import ExclusiveLock
-from musicbutler_pipeline.mail.mailer import PHASE_BODY, Mailer, MailError, MailOutcomeUnknown
+from musicbutler_pipeline.mail.backends.base import Mailer, MailError, MailOutcomeUnknown
 from musicbutler_pipeline.mail.message import build_message, message_id
 from musicbutler_pipeline.mail.tokens import unsubscribe_links
 from musicbutler_pipeline.warehouse.repository import iter_digests
@@ -159,9 +160,9 @@ def _send_all(
                     unsubscribe_mailto=unsubscribe_mailto,
                     sent_at=clock(),
                 )
-                mailer.send(message, before_body=partial(ledger.mark_phase, claim, PHASE_BODY))
+                mailer.send(message, before_body=partial(ledger.mark_phase, claim, SendPhase.BODY))
             except MailOutcomeUnknown as exc:
-                ledger.mark_unknown(claim, str(exc), phase=exc.phase or PHASE_BODY)
+                ledger.mark_unknown(claim, str(exc), phase=exc.phase or SendPhase.BODY)
                 report.unknown += 1
                 report.failures.append((digest.subscriber.email, f"outcome unknown: {exc}"))
                 logger.error(

@@ -11,7 +11,7 @@ from datetime import date, datetime
 
 from sqlalchemy import Engine
 
-from musicbutler_pipeline.mail.mailer import Mailer, MailError
+from musicbutler_pipeline.mail.backends.base import Mailer, MailError
 from musicbutler_pipeline.monitoring import alert_email, claim_alert
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,8 @@
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from musicbutler_pipeline.mail.mailer import Mailer, mailer_from_url
+from musicbutler_pipeline.mail.backends.base import Mailer
+from musicbutler_pipeline.mail.url import mailer_from_url
 from musicbutler_pipeline.notifier import MailIdentity
 from musicbutler_pipeline.settings import Settings, secret_key, smtp_password
 

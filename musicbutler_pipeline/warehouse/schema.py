@@ -189,7 +189,7 @@ sends = Table(
     Column("updated_at", Timestamp, nullable=False),
     Column("error", Text),
     Column("permanent_failure", Boolean, nullable=False, server_default=text("false")),
-    # How far the SMTP transaction got (musicbutler_pipeline.mail.mailer PHASE_*): 'claimed' and
+    # How far the SMTP transaction got (musicbutler_pipeline.domain.sends.SendPhase): 'claimed' and
     # everything up to 'data' mean the message cannot have been delivered; 'body' or 'reply' on
     # an unfinished row mean it may have been.
     Column("phase", String(16), nullable=False, server_default="claimed"),

@@ -8,7 +8,7 @@ from datetime import date
 from pathlib import Path
 
 from musicbutler_pipeline.domain.ledger import Sender, SendLedger
-from musicbutler_pipeline.mail.mailer import mailer_from_url
+from musicbutler_pipeline.mail.url import mailer_from_url
 from musicbutler_pipeline.notifier import MailIdentity, send_digests
 from musicbutler_pipeline.warehouse.engine import make_engine
 

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime
 from sqlalchemy import Engine
 
 from musicbutler_pipeline.domain.ledger import Sender, SendLedger
-from musicbutler_pipeline.mail.mailer import RetryPolicy, SmtpMailer
+from musicbutler_pipeline.domain.retry import RetryPolicy
+from musicbutler_pipeline.mail.backends.smtp import SmtpMailer
 from musicbutler_pipeline.notifier import MailIdentity, send_digests
 from musicbutler_pipeline.warehouse.repository import replace_drops
 from tests.builders import add_subscriber, follow, release_group, store_releases
