@@ -31,7 +31,6 @@ _SMTP_OPTIONS = frozenset(
     {"starttls", "timeout", "data_timeout", "rate", "retries", "backoff", "helo", "cafile"}
 )
 _DEFAULT_RETRY = RetryPolicy()
-_MAX_BACKOFF = _DEFAULT_RETRY.max_backoff
 
 
 @dataclass(frozen=True, slots=True)
