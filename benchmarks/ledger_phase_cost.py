@@ -32,7 +32,7 @@ from sqlalchemy import create_engine, insert, text
 
 from benchmarks.smtp_throughput import _sink
 from musicbutler_pipeline.domain.sends import Sender, SendPhase
-from musicbutler_pipeline.mail.mailer import SmtpMailer
+from musicbutler_pipeline.mail.backends.smtp import SmtpMailer
 from musicbutler_pipeline.warehouse.engine import make_engine
 from musicbutler_pipeline.warehouse.ledger import SendLedger
 from musicbutler_pipeline.warehouse.migrate import upgrade

@@ -44,9 +44,9 @@ from musicbutler_pipeline.domain.models import (
     ReleaseGroup,
     Subscriber,
 )
-from musicbutler_pipeline.mail.mailer import SmtpMailer
+from musicbutler_pipeline.mail.backends.smtp import SmtpMailer
 from musicbutler_pipeline.mail.message import build_message, message_id
-from musicbutler_pipeline.mail.unsubscribe import unsubscribe_links
+from musicbutler_pipeline.mail.tokens import unsubscribe_links
 
 DAY = date(2026, 11, 23)
 MAIL_FROM = "MusicButler <butler@musicbutler.example>"

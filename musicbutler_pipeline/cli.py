@@ -294,7 +294,7 @@ def cmd_daemon(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
-    from musicbutler_pipeline.mail.web import CannotListen, ServerLimits, serve
+    from musicbutler_pipeline.web.server import CannotListen, ServerLimits, serve
 
     logging.getLogger().setLevel(logging.INFO)  # the access log is the point of a server's output
     _engine(settings).dispose()  # refuse early, with one line, when the schema is missing

@@ -21,6 +21,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from musicbutler_pipeline.mail.url import parse_mail_url
+
 MAIL_SCHEMES = ("smtp", "smtps", "file", "console")
 # HMAC-SHA256 keys shorter than this are guessable; 16 characters is the documented floor.
 MIN_SECRET_KEY_LENGTH = 16
@@ -211,10 +213,8 @@ def _check_url(variable: str, value: str, schemes: tuple[str, ...]) -> None:
 
 def _check_mail_options(mail_url: str) -> None:
     """Options such as ``?rate=0`` are refused now, not when the first run opens the mailer."""
-    from musicbutler_pipeline.mail.mailer import mailer_from_url
-
     try:
-        mailer_from_url(mail_url)  # builds the transport only; nothing connects
+        parse_mail_url(mail_url)  # checks the URL only; builds no mailer
     except ValueError as exc:  # its message never repeats the URL (it may hold a password)
         raise SettingsError("MUSICBUTLER_MAIL_URL", str(exc)) from None
 

@@ -31,7 +31,7 @@ from musicbutler_pipeline.domain.models import (
     ReleaseGroup,
     Subscriber,
 )
-from musicbutler_pipeline.mail.unsubscribe import unsubscribe_links
+from musicbutler_pipeline.mail.tokens import unsubscribe_links
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = date(2026, 11, 23)

@@ -1,2 +1,2 @@
-"""Mail: message building, transports (SMTP, file outbox, console), unsubscribe tokens and the
-unsubscribe endpoint (``web``)."""
+"""Mail: message building (``message``), the backends that send it (``backends/``, chosen from
+``MUSICBUTLER_MAIL_URL`` by ``url``) and signed unsubscribe tokens and links (``tokens``)."""

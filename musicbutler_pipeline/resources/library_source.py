@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from musicbutler_pipeline.domain.retry import RetryPolicy
 from musicbutler_pipeline.resources.settings import UsesSettings
-from musicbutler_pipeline.sources.http import RetryPolicy
 from musicbutler_pipeline.sources.listenbrainz import (
     DEFAULT_MAX_ARTISTS,
     DEFAULT_PAGE_SIZE,
@@ -68,9 +68,10 @@ class ListenBrainzLibrarySource(LibrarySourceResource, UsesSettings):
             page_size=self.page_size,
             timeout=self.timeout_seconds,
             retry=RetryPolicy(
-                max_attempts=self.max_attempts,
-                base_delay=min(self.backoff_seconds, self.max_backoff_seconds),
-                max_delay=self.max_backoff_seconds,
+                attempts=self.max_attempts,
+                backoff=min(self.backoff_seconds, self.max_backoff_seconds),
+                max_backoff=self.max_backoff_seconds,
+                jitter=True,
             ),
         )
 

@@ -1,7 +1,8 @@
 from pydantic import Field
 
-from musicbutler_pipeline.mail.mailer import Mailer, mailer_from_url
-from musicbutler_pipeline.mail.unsubscribe import MailIdentity
+from musicbutler_pipeline.mail.backends.base import Mailer
+from musicbutler_pipeline.mail.tokens import MailIdentity
+from musicbutler_pipeline.mail.url import mailer_from_url
 from musicbutler_pipeline.resources.settings import UsesSettings
 from musicbutler_pipeline.settings import secret_key, smtp_password
 

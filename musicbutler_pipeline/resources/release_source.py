@@ -6,9 +6,9 @@ from urllib.parse import unquote, urlsplit
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from musicbutler_pipeline.domain.retry import RetryPolicy
 from musicbutler_pipeline.resources.settings import UsesSettings
 from musicbutler_pipeline.settings import SettingsError
-from musicbutler_pipeline.sources.http import RetryPolicy
 from musicbutler_pipeline.sources.musicbrainz import (
     DEFAULT_LOOKBACK_DAYS,
     MusicBrainzClient,
@@ -76,9 +76,10 @@ class MusicBrainzReleaseSource(ReleaseSourceResource, UsesSettings):
             lookback_days=self.lookback_days,
             timeout=self.timeout_seconds,
             retry=RetryPolicy(
-                max_attempts=self.max_attempts,
-                base_delay=min(self.backoff_seconds, self.max_backoff_seconds),
-                max_delay=self.max_backoff_seconds,
+                attempts=self.max_attempts,
+                backoff=min(self.backoff_seconds, self.max_backoff_seconds),
+                max_backoff=self.max_backoff_seconds,
+                jitter=True,
             ),
         )
 

@@ -14,7 +14,7 @@ from email.utils import format_datetime, make_msgid
 
 from sqlalchemy import Engine
 
-from musicbutler_pipeline.mail.mailer import Mailer, MailError
+from musicbutler_pipeline.mail.backends.base import Mailer, MailError
 from musicbutler_pipeline.warehouse.monitoring import claim_alert
 
 logger = logging.getLogger(__name__)

@@ -22,9 +22,9 @@ from musicbutler_pipeline.domain.digest import render_digest
 from musicbutler_pipeline.domain.models import Digest
 from musicbutler_pipeline.domain.sends import Claim, ClaimOutcome, SendPhase
 from musicbutler_pipeline.locks import ExclusiveLock
-from musicbutler_pipeline.mail.mailer import Mailer, MailError, MailOutcomeUnknown
+from musicbutler_pipeline.mail.backends.base import Mailer, MailError, MailOutcomeUnknown
 from musicbutler_pipeline.mail.message import build_message, message_id
-from musicbutler_pipeline.mail.unsubscribe import MailIdentity
+from musicbutler_pipeline.mail.tokens import MailIdentity
 from musicbutler_pipeline.warehouse.digests import iter_digests
 from musicbutler_pipeline.warehouse.ledger import SendLedger
 

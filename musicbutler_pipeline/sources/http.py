@@ -28,18 +28,23 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 import httpx
 
+from musicbutler_pipeline.domain.retry import RetryPolicy
+
 logger = logging.getLogger(__name__)
 
 # Statuses that say "not now" rather than "never": rate limited, overloaded, or a gateway that
 # lost its upstream. Anything else (400, 404 ...) is returned to the caller to decide.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The sources' default: 5 attempts, 1 s doubling to at most 30 s, with "equal jitter" (half of
+# each wait fixed, half random), so clients that failed together do not retry together, yet every
+# wait grows with the attempt number.
+HTTP_RETRY = RetryPolicy(attempts=5, jitter=True)
 
 
 class SourceError(RuntimeError):
@@ -144,32 +149,6 @@ def shared_rate_limiter(key: str, rate: float, clock: Clock = SYSTEM_CLOCK) -> R
         return limiter
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How often and how long to retry. Defaults: 5 attempts, 1 s doubling to at most 30 s."""
-
-    max_attempts: int = 5
-    base_delay: float = 1.0
-    max_delay: float = 30.0
-    retry_statuses: frozenset[int] = field(default=RETRYABLE_STATUSES)
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        if self.base_delay < 0 or self.max_delay < self.base_delay:
-            raise ValueError("need 0 <= base_delay <= max_delay")
-
-    def backoff(self, attempt: int, rng: random.Random) -> float:
-        """The wait after failed attempt ``attempt`` (1-based) when the server gave no hint.
-
-        Exponential, capped, with "equal jitter": half of the step is fixed and half random, so
-        clients that failed together do not retry together, yet every wait grows with the
-        attempt number.
-        """
-        step = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        return step / 2 + rng.uniform(0, step / 2)
-
-
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
     """Seconds to wait from a ``Retry-After`` value (delta-seconds or an HTTP date), or None."""
     if value is None or not value.strip():
@@ -213,14 +192,14 @@ def request_with_retries(
     (a truncated or empty page from an overloaded index, say), or None: such a response is
     retried on the same terms as a 503, and when attempts run out ``error`` names the problem.
     ``wait_hint`` reads the server's own "come back in N seconds" from a retryable response.
-    A hint longer than ``policy.max_delay`` is not shortened: we give up at once instead, since
+    A hint longer than ``policy.max_backoff`` is not shortened: we give up at once instead, since
     retrying earlier than asked is exactly what gets a client blocked.
     """
     request = client.build_request("GET", url, params=params)
     shown = str(request.url)
     problem = "no attempt made"
     status: int | None = None
-    for attempt in range(1, policy.max_attempts + 1):
+    for attempt in range(1, policy.attempts + 1):
         hint: float | None = None
         with limiter.slot():
             try:
@@ -234,7 +213,7 @@ def request_with_retries(
             if after_response is not None:
                 after_response(response)
             status = response.status_code
-            if status not in policy.retry_statuses:
+            if status not in RETRYABLE_STATUSES:
                 bad_body = unusable(response) if unusable is not None else None
                 if bad_body is None:
                     return response
@@ -244,33 +223,33 @@ def request_with_retries(
                 problem = f"HTTP {status}"
                 if hint is not None:
                     problem += f" (asked to wait {hint:g} s)"
-        if attempt == policy.max_attempts:
+        if attempt == policy.attempts:
             break
-        if hint is not None and hint > policy.max_delay:
+        if hint is not None and hint > policy.max_backoff:
             # Whoever calls this host next in this process still waits as long as we were told.
             limiter.hold_off(hint)
             raise error(
-                f"{shown}: {problem}, longer than the {policy.max_delay:g} s we wait; giving up "
+                f"{shown}: {problem}, longer than the {policy.max_backoff:g} s we wait; giving up "
                 f"after {attempt} attempt(s) rather than retrying early",
                 url=shown,
                 status=status,
                 attempts=attempt,
             )
-        delay = hint if hint is not None else policy.backoff(attempt, rng)
+        delay = hint if hint is not None else policy.delay(attempt, rng)
         logger.warning(
             "%s: %s on attempt %d of %d; retrying in %.2f s",
             shown,
             problem,
             attempt,
-            policy.max_attempts,
+            policy.attempts,
             delay,
         )
         limiter.hold_off(delay)
     raise error(
-        f"{shown}: {problem} after {policy.max_attempts} attempt(s)",
+        f"{shown}: {problem} after {policy.attempts} attempt(s)",
         url=shown,
         status=status,
-        attempts=policy.max_attempts,
+        attempts=policy.attempts,
     )
 
 

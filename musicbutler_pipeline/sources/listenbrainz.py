@@ -31,12 +31,13 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from musicbutler_pipeline import __version__
+from musicbutler_pipeline.domain.retry import RetryPolicy
 from musicbutler_pipeline.domain.rules import InvalidInput, normalize_mbid
 from musicbutler_pipeline.sources.http import (
+    HTTP_RETRY,
     SYSTEM_CLOCK,
     Clock,
     RateLimiter,
-    RetryPolicy,
     SourceError,
     SourceUnavailable,
     request_with_retries,
@@ -164,7 +165,7 @@ class ListenBrainzClient:
         self.max_artists = max_artists
         self.page_size = page_size
         self.stats_range = stats_range
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or HTTP_RETRY
         self.clock = clock
         self.rng = rng or random.Random()
         self.limiter = limiter or shared_rate_limiter(urlsplit(self.base_url).netloc, rate, clock)
@@ -190,7 +191,7 @@ class ListenBrainzClient:
         if response.headers.get("X-RateLimit-Remaining") == "0":
             wait = reset_in_hint(response, self.clock)
             if wait is not None and response.status_code != 429:
-                self.limiter.hold_off(min(wait, self.retry.max_delay))
+                self.limiter.hold_off(min(wait, self.retry.max_backoff))
 
     def top_artists(self, user: str) -> UserLibrary:
         """The user's top artists (up to ``max_artists``); never raises for one user's problem."""

@@ -45,6 +45,7 @@ from musicbutler_pipeline.domain.models import (
     ReleaseGroup,
     SourcePage,
 )
+from musicbutler_pipeline.domain.retry import RetryPolicy
 from musicbutler_pipeline.domain.rules import (
     InvalidInput,
     exact_release_date,
@@ -54,10 +55,10 @@ from musicbutler_pipeline.domain.rules import (
     shorten,
 )
 from musicbutler_pipeline.sources.http import (
+    HTTP_RETRY,
     SYSTEM_CLOCK,
     Clock,
     RateLimiter,
-    RetryPolicy,
     SourceError,
     SourceUnavailable,
     request_with_retries,
@@ -402,7 +403,7 @@ class MusicBrainzClient:
         self.timeout = timeout
         self.page_size = page_size
         self.max_pages = max_pages
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or HTTP_RETRY
         self.transport = transport
         self.clock = clock
         self.rng = rng or random.Random()

@@ -7,8 +7,8 @@ import uuid
 from datetime import date
 from pathlib import Path
 
-from musicbutler_pipeline.mail.mailer import mailer_from_url
-from musicbutler_pipeline.mail.unsubscribe import MailIdentity
+from musicbutler_pipeline.mail.tokens import MailIdentity
+from musicbutler_pipeline.mail.url import mailer_from_url
 from musicbutler_pipeline.processes import current_sender
 from musicbutler_pipeline.services.notifier import send_digests
 from musicbutler_pipeline.warehouse.engine import make_engine

@@ -30,7 +30,7 @@ CONNECTION_LIMIT, IDLE_TIMEOUT, CLEANUP_INTERVAL = 100, 10, 2
 
 
 def test_the_drill_knows_the_shipped_defaults() -> None:
-    from musicbutler_pipeline.mail.web import ServerLimits
+    from musicbutler_pipeline.web.server import ServerLimits
 
     limits = ServerLimits()
     assert (limits.connection_limit, limits.idle_timeout, limits.cleanup_interval) == (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, func, insert, select
 
-from musicbutler_pipeline.mail.unsubscribe import make_token
+from musicbutler_pipeline.mail.tokens import make_token
 from musicbutler_pipeline.warehouse.engine import make_engine
 from musicbutler_pipeline.warehouse.imports import import_library, import_subscribers
 from musicbutler_pipeline.warehouse.schema import library_artists, subscriber_merges, subscribers

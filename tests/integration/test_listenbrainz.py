@@ -16,12 +16,13 @@ from sqlalchemy import Engine, insert, select, update
 from musicbutler_pipeline import __version__
 from musicbutler_pipeline.assets import user_libraries
 from musicbutler_pipeline.definitions import build_definitions
+from musicbutler_pipeline.domain.retry import RetryPolicy
 from musicbutler_pipeline.resources import (
     CsvOnlyLibrarySource,
     ListenBrainzLibrarySource,
     WarehouseResource,
 )
-from musicbutler_pipeline.sources.http import RateLimiter, RetryPolicy
+from musicbutler_pipeline.sources.http import RateLimiter
 from musicbutler_pipeline.sources.listenbrainz import (
     LibraryStatus,
     ListenBrainzClient,
@@ -184,7 +185,7 @@ def test_an_exhausted_allowance_pauses_before_the_next_request(
 
 def test_a_user_that_keeps_failing_is_reported_not_raised(http_server: LoopbackServer) -> None:
     http_server.handler = lambda _request: Reply(502, b"bad gateway")
-    with client(http_server, FakeClock(), retry=RetryPolicy(max_attempts=3)) as lb:
+    with client(http_server, FakeClock(), retry=RetryPolicy(attempts=3, jitter=True)) as lb:
         library = lb.top_artists("alice")
     assert library.status is LibraryStatus.FAILED
     assert "/1/stats/user/alice/artists" in (library.error or "")
@@ -196,7 +197,7 @@ def test_when_listenbrainz_is_down_the_remaining_users_are_not_attempted(
     http_server: LoopbackServer,
 ) -> None:
     http_server.handler = lambda _request: Reply(503)
-    with client(http_server, FakeClock(), retry=RetryPolicy(max_attempts=2)) as lb:
+    with client(http_server, FakeClock(), retry=RetryPolicy(attempts=2, jitter=True)) as lb:
         summary = fetch_libraries(lb, ["u1", "u2", "u3", "u4", "u5"], give_up_after=2)
     assert [library.user for library in summary.libraries] == ["u1", "u2"]
     assert summary.not_attempted == ["u3", "u4", "u5"]

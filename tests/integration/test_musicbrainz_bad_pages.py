@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from musicbutler_pipeline.demo import SAMPLE_DAY
-from musicbutler_pipeline.sources.http import RetryPolicy
+from musicbutler_pipeline.domain.retry import RetryPolicy
 from musicbutler_pipeline.sources.musicbrainz import MusicBrainzUnavailable
 from tests.fixtures.loopback import FakeClock, LoopbackServer, Reply, at_offset, scripted
 from tests.integration.test_musicbrainz_client import make_client, replay  # noqa: F401
@@ -52,7 +52,7 @@ def test_a_page_that_stays_bad_fails_the_fetch_naming_the_offset(
     replay.handler = scripted(replay.handler, at_offset(100), [BAD_PAGES[bad]] * 100)
     clock = FakeClock()
     with pytest.raises(MusicBrainzUnavailable) as raised:
-        make_client(replay, clock, retry=RetryPolicy(max_attempts=4)).fetch(SAMPLE_DAY)
+        make_client(replay, clock, retry=RetryPolicy(attempts=4, jitter=True)).fetch(SAMPLE_DAY)
     message = str(raised.value)
     assert f"{replay.url}/ws/2/release-group?" in message and "offset=100" in message
     assert f"{problem} after 4 attempt(s)" in message

@@ -19,9 +19,10 @@ import pytest
 
 from musicbutler_pipeline import __version__
 from musicbutler_pipeline.demo import SAMPLE_DAY, SAMPLE_DIR
+from musicbutler_pipeline.domain.retry import RetryPolicy
 from musicbutler_pipeline.resources import MusicBrainzReleaseSource
 from musicbutler_pipeline.settings import SettingsError
-from musicbutler_pipeline.sources.http import RateLimiter, RetryPolicy
+from musicbutler_pipeline.sources.http import RateLimiter
 from musicbutler_pipeline.sources.musicbrainz import (
     ContactRequired,
     MusicBrainzClient,
@@ -166,7 +167,7 @@ def test_429_without_retry_after_backs_off_exponentially_with_jitter(
     replay.handler = scripted(replay.handler, at_offset(0), [Reply(429), Reply(429), Reply(429)])
     clock = FakeClock()
     fetched = make_client(
-        replay, clock, retry=RetryPolicy(max_attempts=5, base_delay=4.0, max_delay=30.0)
+        replay, clock, retry=RetryPolicy(attempts=5, backoff=4.0, max_backoff=30.0, jitter=True)
     ).fetch(SAMPLE_DAY)
     assert [r.query["offset"] for r in replay.requests] == ["0", "0", "0", "0", "100", "200"]
     first, second, third = clock.sleeps[:3]
@@ -211,7 +212,7 @@ def test_a_request_that_hangs_times_out_and_is_reported(replay: LoopbackServer) 
     clock = FakeClock()
     with pytest.raises(MusicBrainzUnavailable, match=r"Timeout.*after 2 attempt") as raised:
         make_client(
-            replay, clock, timeout=0.3, retry=RetryPolicy(max_attempts=2, base_delay=4.0)
+            replay, clock, timeout=0.3, retry=RetryPolicy(attempts=2, backoff=4.0, jitter=True)
         ).fetch(SAMPLE_DAY)
     assert "offset=0" in str(raised.value)
     assert raised.value.status is None  # no answer at all, not an HTTP status

@@ -6,9 +6,10 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import Engine
 
+from musicbutler_pipeline.domain.retry import RetryPolicy
 from musicbutler_pipeline.domain.sends import Sender
-from musicbutler_pipeline.mail.mailer import RetryPolicy, SmtpMailer
-from musicbutler_pipeline.mail.unsubscribe import MailIdentity
+from musicbutler_pipeline.mail.backends.smtp import SmtpMailer
+from musicbutler_pipeline.mail.tokens import MailIdentity
 from musicbutler_pipeline.services.notifier import send_digests
 from musicbutler_pipeline.warehouse.drops import replace_drops
 from musicbutler_pipeline.warehouse.ledger import SendLedger

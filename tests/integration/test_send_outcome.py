@@ -12,14 +12,11 @@ from email.message import EmailMessage
 import pytest
 from sqlalchemy import Engine, func, select, text
 
+from musicbutler_pipeline.domain.retry import RetryPolicy
 from musicbutler_pipeline.domain.sends import ClaimOutcome, ReconcileAction, Sender
-from musicbutler_pipeline.mail.mailer import (
-    DATA_REPLY_TIMEOUT,
-    MailOutcomeUnknown,
-    RetryPolicy,
-    SmtpMailer,
-    mailer_from_url,
-)
+from musicbutler_pipeline.mail.backends.base import MailOutcomeUnknown
+from musicbutler_pipeline.mail.backends.smtp import DATA_REPLY_TIMEOUT, SmtpMailer
+from musicbutler_pipeline.mail.url import mailer_from_url
 from musicbutler_pipeline.processes import sender_gone
 from musicbutler_pipeline.warehouse.engine import make_engine
 from musicbutler_pipeline.warehouse.ledger import SendLedger

@@ -18,9 +18,12 @@ from musicbutler_pipeline.domain.models import (
     ReleaseGroup,
     Subscriber,
 )
-from musicbutler_pipeline.mail.mailer import MailError, RetryPolicy, SmtpMailer, mailer_from_url
+from musicbutler_pipeline.domain.retry import RetryPolicy
+from musicbutler_pipeline.mail.backends.base import MailError
+from musicbutler_pipeline.mail.backends.smtp import SmtpMailer
 from musicbutler_pipeline.mail.message import build_message, message_id
-from musicbutler_pipeline.mail.unsubscribe import unsubscribe_links
+from musicbutler_pipeline.mail.tokens import unsubscribe_links
+from musicbutler_pipeline.mail.url import mailer_from_url
 from musicbutler_pipeline.resources.mailer import MailerResource
 from tests.builders import mbid
 

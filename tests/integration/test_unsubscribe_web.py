@@ -13,9 +13,10 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
-from musicbutler_pipeline.mail.unsubscribe import make_token
-from musicbutler_pipeline.mail.web import create_app, make_wsgi_server
+from musicbutler_pipeline.mail.tokens import make_token
 from musicbutler_pipeline.warehouse.schema import subscribers
+from musicbutler_pipeline.web.app import create_app
+from musicbutler_pipeline.web.server import make_wsgi_server
 from tests.builders import add_subscriber
 
 KEY = b"web-test-key-0123456789"

@@ -6,13 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from musicbutler_pipeline.mail.mailer import (
-    ConsoleMailer,
-    FileMailer,
-    RetryPolicy,
-    SmtpMailer,
-    mailer_from_url,
-)
+from musicbutler_pipeline.domain.retry import RetryPolicy
+from musicbutler_pipeline.mail.backends.console import ConsoleMailer
+from musicbutler_pipeline.mail.backends.file import FileMailer
+from musicbutler_pipeline.mail.backends.smtp import SmtpMailer
+from musicbutler_pipeline.mail.url import mailer_from_url
 
 
 def test_smtp_url_options() -> None:

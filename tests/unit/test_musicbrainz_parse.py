@@ -13,11 +13,8 @@ import pytest
 from musicbutler_pipeline import __version__
 from musicbutler_pipeline.demo import SAMPLE_DAY, SAMPLE_DIR
 from musicbutler_pipeline.domain.models import SourcePage
-from musicbutler_pipeline.sources.http import (
-    RateLimiter,
-    RetryPolicy,
-    parse_retry_after,
-)
+from musicbutler_pipeline.domain.retry import RetryPolicy
+from musicbutler_pipeline.sources.http import RateLimiter, parse_retry_after
 from musicbutler_pipeline.sources.musicbrainz import (
     ContactRequired,
     MalformedRecord,
@@ -228,10 +225,10 @@ def test_page_size_stays_within_what_musicbrainz_allows(page_size: int) -> None:
 
 
 def test_backoff_doubles_is_capped_and_jittered() -> None:
-    policy = RetryPolicy(max_attempts=8, base_delay=1.0, max_delay=30.0)
+    policy = RetryPolicy(attempts=8, backoff=1.0, max_backoff=30.0, jitter=True)
     rng = random.Random(1)
     for attempt, step in [(1, 1), (2, 2), (3, 4), (4, 8), (5, 16), (6, 30), (7, 30)]:
-        waits = [policy.backoff(attempt, rng) for _ in range(200)]
+        waits = [policy.delay(attempt, rng) for _ in range(200)]
         assert all(step / 2 <= wait <= step for wait in waits), attempt
         assert len({round(wait, 6) for wait in waits}) > 100, "no jitter"
 

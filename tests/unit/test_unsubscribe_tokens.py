@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from musicbutler_pipeline.mail.unsubscribe import (
+from musicbutler_pipeline.mail.tokens import (
     InvalidToken,
     make_token,
     read_token,

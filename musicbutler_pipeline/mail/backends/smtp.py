@@ -1,20 +1,10 @@
-"""Mail transports chosen by URL scheme, like Django's mail backends.
-
-``smtp://`` / ``smtps://`` deliver to a server, ``file:///dir`` writes one ``.eml`` per message,
-``console://`` writes messages to a stream, and ``RecordingMailer`` keeps them in memory for tests.
-Every transport connects lazily (on the first send) and is a context manager for one batch.
-
-The SMTP URL (see docs/email.md)::
-
-    smtp://[user[:password]@]host[:port][?starttls=1&timeout=30&data_timeout=600&rate=10&retries=3&backoff=1]
-    smtps://[user[:password]@]host[:port][?...]
+"""``smtp://`` and ``smtps://``: delivery to a server, one connection reused for a whole batch.
 
 Everything up to the end of DATA is safe to retry. Once the terminating ``CRLF.CRLF`` has been
 written the server may have stored the message, so a lost or late final reply raises
 ``MailOutcomeUnknown``, which is never retried: only an operator can tell whether it arrived.
 
-``MUSICBUTLER_SMTP_PASSWORD`` overrides a password in the URL; neither ever appears in a
-description, a repr, a log line or an error message.
+The password never appears in a description, a repr, a log line or an error message.
 """
 
 from __future__ import annotations
@@ -22,26 +12,24 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
-import math
-import os
 import re
 import smtplib
 import socket
 import ssl
-import sys
-import tempfile
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from email.message import EmailMessage
 from functools import cache
-from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Self, TextIO, cast
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import TYPE_CHECKING, cast
 
+from musicbutler_pipeline.domain.retry import RetryPolicy
 from musicbutler_pipeline.domain.sends import SendPhase
+from musicbutler_pipeline.mail.backends.base import (
+    BeforeBody,
+    Mailer,
+    MailError,
+    MailOutcomeUnknown,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -52,173 +40,8 @@ logger = logging.getLogger(__name__)
 # the server may be filtering or relaying the message before it answers.
 DATA_REPLY_TIMEOUT = 600.0
 
-BeforeBody = Callable[[], None]
-
 _ANY_LINE_END = re.compile(r"(?:\r\n|\n|\r(?!\n))")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
-
-
-class MailError(Exception):
-    """A message was not accepted. ``permanent`` failures must not be retried.
-
-    ``code`` is the SMTP reply code when a server gave one; the message then carries the server's
-    reply text, e.g. ``RCPT TO refused: 550 5.1.1 no such user``.
-    """
-
-    outcome_unknown = False
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        permanent: bool,
-        code: int | None = None,
-        phase: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-        self.code = code
-        self.phase = phase
-
-    def with_message(self, message: str) -> MailError:
-        """The same failure with another text (used to scrub a password out of it)."""
-        return MailError(message, permanent=self.permanent, code=self.code, phase=self.phase)
-
-
-class MailOutcomeUnknown(MailError):
-    """The whole message went out, but the server's final reply never came (timed out, dropped,
-    garbled). The server may have stored it: sending it again could be a second copy, so this is
-    never retried, neither by the mailer nor by a later run; ``musicbutler sends reconcile``
-    resolves it."""
-
-    outcome_unknown = True
-
-    def __init__(self, message: str, *, phase: str = SendPhase.REPLY) -> None:
-        super().__init__(message, permanent=False, phase=phase)
-
-    def with_message(self, message: str) -> MailError:
-        return MailOutcomeUnknown(message, phase=self.phase or SendPhase.REPLY)
-
-
-class Mailer(ABC):
-    """Sends one message at a time; may hold a connection open between sends."""
-
-    @abstractmethod
-    def send(self, message: EmailMessage, *, before_body: BeforeBody | None = None) -> None:
-        """Hand the message over for delivery, or raise MailError.
-
-        ``before_body`` is called once, just before the message itself goes out: the last
-        moment at which a crash certainly leaves the recipient without a copy.
-        """
-
-    def close(self) -> None:  # noqa: B027 - most transports hold nothing open
-        """Release any connection."""
-
-    @property
-    def description(self) -> str:
-        return type(self).__name__
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class FileMailer(Mailer):
-    """One ``.eml`` file per message in a folder (the local outbox)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    @property
-    def description(self) -> str:
-        return f"outbox {self.directory}"
-
-    def path_for(self, message: EmailMessage) -> Path:
-        message_id = str(message["Message-ID"] or "").strip("<> ")
-        if not message_id:
-            raise MailError("message has no Message-ID", permanent=True)
-        return self.directory / (re.sub(r"[^A-Za-z0-9._-]", "_", message_id) + ".eml")
-
-    def send(self, message: EmailMessage, *, before_body: BeforeBody | None = None) -> None:
-        target = self.path_for(message)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        if before_body is not None:
-            before_body()
-        # Write then rename, so a crash never leaves half a message in the outbox.
-        descriptor, temporary = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(message.as_bytes())
-            os.replace(temporary, target)
-        except OSError as exc:
-            Path(temporary).unlink(missing_ok=True)
-            raise MailError(f"cannot write {target}: {exc}", permanent=False) from exc
-
-
-class ConsoleMailer(Mailer):
-    """Writes each message to a stream (standard output by default)."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream
-
-    @property
-    def description(self) -> str:
-        return "console"
-
-    def send(self, message: EmailMessage, *, before_body: BeforeBody | None = None) -> None:
-        if before_body is not None:
-            before_body()
-        stream = self.stream or sys.stdout
-        stream.write(message.as_string())
-        stream.write("\n" + "-" * 79 + "\n")
-        stream.flush()
-
-
-class RecordingMailer(Mailer):
-    """Keeps messages in memory: the test implementation. ``fail_for`` maps addresses to
-    MailErrors to raise instead of accepting."""
-
-    def __init__(self, fail_for: dict[str, MailError] | None = None) -> None:
-        self.messages: list[EmailMessage] = []
-        self.fail_for = fail_for or {}
-
-    def send(self, message: EmailMessage, *, before_body: BeforeBody | None = None) -> None:
-        for address, error in self.fail_for.items():
-            if address in str(message["To"]):
-                if error.outcome_unknown:
-                    # Like a server that stored the message and never answered.
-                    if before_body is not None:
-                        before_body()
-                    self.messages.append(message)
-                raise error
-        if before_body is not None:
-            before_body()
-        self.messages.append(message)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How often one message is tried when the failure is temporary, and how long to wait.
-
-    ``attempts`` counts every try, the first included. Waits double from ``backoff`` seconds up
-    to ``max_backoff``: a greylisting server (451) or a restarting relay usually recovers within
-    seconds, and a bounded wait keeps one bad recipient from stalling the day's batch.
-    """
-
-    attempts: int = 4
-    backoff: float = 1.0
-    max_backoff: float = 30.0
-
-    def delay(self, retry: int) -> float:
-        """The wait before retry number ``retry`` (1 for the first retry)."""
-        return min(self.max_backoff, self.backoff * 2 ** (retry - 1))
 
 
 class _Temporary(Exception):
@@ -234,7 +57,7 @@ class _Temporary(Exception):
         *,
         connection: bool,
         code: int | None = None,
-        phase: str | None = SendPhase.CONNECT,
+        phase: SendPhase | None = SendPhase.CONNECT,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -254,7 +77,7 @@ class _PhasedTransaction:
     Mixed into ``smtplib.SMTP`` / ``SMTP_SSL``; everything but DATA is smtplib's own code.
     """
 
-    phase: str = SendPhase.CONNECT
+    phase: SendPhase = SendPhase.CONNECT
     before_body: BeforeBody | None = None
     command_timeout: float = 30.0
     reply_timeout: float = DATA_REPLY_TIMEOUT
@@ -638,100 +461,3 @@ def _describe(exc: BaseException) -> str:
 def _local_hostname() -> str:
     """The name we greet servers with; looked up once, since getfqdn() may query DNS."""
     return socket.getfqdn() or "localhost"
-
-
-_SMTP_OPTIONS = frozenset(
-    {"starttls", "timeout", "data_timeout", "rate", "retries", "backoff", "helo", "cafile"}
-)
-
-
-def mailer_from_url(url: str, *, password: str | None = None) -> Mailer:
-    """The transport for a ``MUSICBUTLER_MAIL_URL``. ``password`` overrides one in the URL.
-
-    Raises ValueError naming the bad part; the message never repeats the URL, which may hold a
-    password.
-    """
-    parts = urlsplit(url)
-    if parts.scheme == "file":
-        return FileMailer(Path(unquote(parts.path)))
-    if parts.scheme == "console":
-        return ConsoleMailer()
-    if parts.scheme not in ("smtp", "smtps"):
-        raise ValueError(f"unsupported mail URL scheme {parts.scheme!r}")
-    options = dict(parse_qsl(parts.query, keep_blank_values=True))
-    unknown = sorted(set(options) - _SMTP_OPTIONS)
-    if unknown:
-        raise ValueError(
-            f"unknown mail URL option(s) {', '.join(unknown)} "
-            f"(known: {', '.join(sorted(_SMTP_OPTIONS))})"
-        )
-    implicit_tls = parts.scheme == "smtps"
-    starttls = _flag(options.get("starttls", "0"))
-    if implicit_tls and starttls:
-        raise ValueError("smtps:// is already TLS: drop ?starttls=1 (or use smtp://)")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError("mail URL port is not a number between 0 and 65535") from None
-    username = unquote(parts.username) if parts.username else None
-    password = password or (unquote(parts.password) if parts.password else None)
-    if password and not username:
-        raise ValueError("an SMTP password is set but the mail URL names no user (user@host)")
-    context: ssl.SSLContext | None = None
-    if "cafile" in options:
-        cafile = Path(options["cafile"])
-        if not cafile.is_file():
-            raise ValueError(f"mail URL option cafile: {cafile} is not a file")
-        try:
-            context = ssl.create_default_context(cafile=str(cafile))
-        except ssl.SSLError as exc:
-            raise ValueError(f"mail URL option cafile: {cafile} is no CA bundle ({exc})") from None
-    retries = int(_or(_number(options, "retries", minimum=0), 3))
-    return SmtpMailer(
-        parts.hostname or "localhost",
-        port or (465 if implicit_tls else 25),
-        implicit_tls=implicit_tls,
-        starttls=starttls,
-        username=username,
-        password=password,
-        timeout=_or(_number(options, "timeout", minimum=0, exclusive=True), 30.0),
-        data_timeout=_or(
-            _number(options, "data_timeout", minimum=0, exclusive=True), DATA_REPLY_TIMEOUT
-        ),
-        ssl_context=context,
-        rate=_number(options, "rate", minimum=0, exclusive=True),
-        retry=RetryPolicy(
-            attempts=retries + 1, backoff=_or(_number(options, "backoff", minimum=0), 1.0)
-        ),
-        local_hostname=options.get("helo") or None,
-    )
-
-
-def _flag(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("", "0", "false", "no", "off"):
-        return False
-    raise ValueError(f"mail URL option starttls={value!r}: use 1 or 0")
-
-
-def _number(
-    options: dict[str, str], name: str, *, minimum: float, exclusive: bool = False
-) -> float | None:
-    """The option as a finite number within bounds, or None when the URL does not set it."""
-    if name not in options:
-        return None
-    raw = options[name]
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"mail URL option {name}={raw!r} is not a number") from None
-    if not math.isfinite(value) or value < minimum or (exclusive and value == minimum):
-        bound = "greater than" if exclusive else "at least"
-        raise ValueError(f"mail URL option {name}={raw!r} must be {bound} {minimum:g}")
-    return value
-
-
-def _or(value: float | None, default: float) -> float:
-    return default if value is None else value

@@ -1,0 +1,29 @@
+"""An in-memory backend, the test outbox (Django's ``locmem``): no URL scheme selects it."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+from musicbutler_pipeline.mail.backends.base import BeforeBody, Mailer, MailError
+
+
+class MemoryMailer(Mailer):
+    """Keeps messages in memory, in ``messages``. ``fail_for`` maps addresses to MailErrors to
+    raise instead of accepting."""
+
+    def __init__(self, fail_for: dict[str, MailError] | None = None) -> None:
+        self.messages: list[EmailMessage] = []
+        self.fail_for = fail_for or {}
+
+    def send(self, message: EmailMessage, *, before_body: BeforeBody | None = None) -> None:
+        for address, error in self.fail_for.items():
+            if address in str(message["To"]):
+                if error.outcome_unknown:
+                    # Like a server that stored the message and never answered.
+                    if before_body is not None:
+                        before_body()
+                    self.messages.append(message)
+                raise error
+        if before_body is not None:
+            before_body()
+        self.messages.append(message)
