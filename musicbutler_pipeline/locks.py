@@ -149,7 +149,7 @@ class AdvisoryLock(ExclusiveLock):
         connection = self._connect()
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_lock(%s)", (self.key,))
-            (acquired,) = cursor.fetchone()
+            (acquired,) = cursor.fetchone() or (False,)
         if acquired:
             self._connection = connection
         else:
@@ -173,7 +173,7 @@ class AdvisoryLock(ExclusiveLock):
                     "AND classid = %s AND objid = %s AND objsubid = 1",
                     self._lock_ids(),
                 )
-                (held,) = cursor.fetchone()
+                (held,) = cursor.fetchone() or (0,)
         except psycopg2.Error:
             return False
         return held == 1

@@ -60,12 +60,6 @@ class RunSummary:
         return self._count("skipped_stale_claims")
 
     @property
-    def owed_not_sent(self) -> int:
-        """The day's owed emails still not sent after this run, other than rejected addresses:
-        failed temporarily, unknown outcome, or unresolved claims."""
-        return self._count("owed_not_sent_total")
-
-    @property
     def all_sent(self) -> bool:
         """Nothing this run tried failed, and no email of the day is failed or unknown."""
         return (

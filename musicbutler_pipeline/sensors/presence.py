@@ -120,7 +120,11 @@ def _instance() -> DagsterInstance | None:
 def _sample_heartbeats(
     engine: Engine, instance: DagsterInstance, watch: HeartbeatWatch, now: datetime
 ) -> None:
-    owners = {kind: beat.daemon_id for kind, beat in instance.get_daemon_heartbeats().items()}
+    owners = {
+        kind: beat.daemon_id
+        for kind, beat in instance.get_daemon_heartbeats().items()
+        if beat.daemon_id is not None  # a heartbeat without an id cannot change hands
+    }
     for daemon_type, ids in watch.observe(owners, now).items():
         distinct = sorted(set(ids))
         record_signal(

@@ -47,10 +47,6 @@ class NotifyReport:
     locked_by: str | None = None  # another process was sending this day: nothing was attempted
 
     @property
-    def attempted(self) -> int:
-        return self.sent + self.failed + self.unknown
-
-    @property
     def failed_temporarily(self) -> int:
         """Failures a later run of the day may fix."""
         return self.failed - self.failed_permanently

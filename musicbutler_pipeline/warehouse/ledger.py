@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Engine,
+    RowMapping,
     Select,
     Subquery,
     and_,
@@ -497,7 +497,7 @@ class SendLedger:
         return [(day, subscriber, count) for day, subscriber, count in rows]
 
 
-def _send_row(columns: Mapping[str, Any]) -> SendRow:
+def _send_row(columns: RowMapping) -> SendRow:
     return SendRow(
         **{
             **columns,

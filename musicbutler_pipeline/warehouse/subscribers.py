@@ -86,3 +86,15 @@ def unsubscribe_address(engine: Engine, address: str) -> tuple[KnownSubscriber, 
         if subscriber is None:
             return None
         return subscriber, unsubscribe(connection, subscriber.id)
+
+
+def find_subscriber_by_id(engine: Engine, subscriber_id: int) -> KnownSubscriber | None:
+    """``subscriber_by_id`` in a short read of its own."""
+    with engine.connect() as connection:
+        return subscriber_by_id(connection, subscriber_id)
+
+
+def unsubscribe_by_id(engine: Engine, subscriber_id: int) -> bool:
+    """``unsubscribe`` in a transaction of its own: whether this changed anything."""
+    with engine.begin() as connection:
+        return unsubscribe(connection, subscriber_id)

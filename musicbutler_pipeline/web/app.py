@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from musicbutler_pipeline.mail.tokens import UNSUBSCRIBE_PATH, InvalidToken, read_token
-from musicbutler_pipeline.warehouse.subscribers import subscriber_by_id, unsubscribe
+from musicbutler_pipeline.warehouse.subscribers import find_subscriber_by_id, unsubscribe_by_id
 
 logger = logging.getLogger(__name__)
 
@@ -163,9 +163,8 @@ class UnsubscribeApp:
         return self._confirm(subscriber_id)
 
     def _confirm(self, subscriber_id: int) -> _Response:
-        with self.engine.connect() as connection:
-            # Also finds the subscriber a link's id was merged into (same mailbox).
-            row = subscriber_by_id(connection, subscriber_id)
+        # Also finds the subscriber a link's id was merged into (same mailbox).
+        row = find_subscriber_by_id(self.engine, subscriber_id)
         if row is None or row.unsubscribed_at is not None:
             return _Response(
                 200,
@@ -185,8 +184,7 @@ class UnsubscribeApp:
         )
 
     def _unsubscribe(self, subscriber_id: int) -> _Response:
-        with self.engine.begin() as connection:
-            changed = unsubscribe(connection, subscriber_id)
+        changed = unsubscribe_by_id(self.engine, subscriber_id)
         logger.info(
             "unsubscribe: subscriber %d %s",
             subscriber_id,
