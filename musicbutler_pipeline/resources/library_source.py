@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from musicbutler_pipeline.domain.retry import RetryPolicy
+from musicbutler_pipeline.resources.http_client import HttpClientConfig
 from musicbutler_pipeline.resources.settings import UsesSettings
 from musicbutler_pipeline.sources.listenbrainz import (
     DEFAULT_MAX_ARTISTS,
@@ -31,7 +31,7 @@ class LibrarySourceResource(ConfigurableResource, ABC):
         """The top artists of each ListenBrainz user, or why there are none."""
 
 
-class ListenBrainzLibrarySource(LibrarySourceResource, UsesSettings):
+class ListenBrainzLibrarySource(LibrarySourceResource, HttpClientConfig, UsesSettings):
     """The ListenBrainz API. Makes no request when no subscriber has a ListenBrainz user.
 
     Unset fields are read from the environment when a run starts (not when definitions load).
@@ -46,10 +46,6 @@ class ListenBrainzLibrarySource(LibrarySourceResource, UsesSettings):
         default=DEFAULT_MAX_ARTISTS, ge=1, le=10_000, description="top artists followed per user"
     )
     page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
-    timeout_seconds: float = Field(default=30.0, gt=0, description="per request")
-    max_attempts: int = Field(default=5, ge=1, le=10)
-    backoff_seconds: float = Field(default=1.0, ge=0)
-    max_backoff_seconds: float = Field(default=30.0, gt=0)
     give_up_after_failed_users: int = Field(
         default=3, ge=1, description="users failing in a row before the rest are skipped"
     )
@@ -67,12 +63,7 @@ class ListenBrainzLibrarySource(LibrarySourceResource, UsesSettings):
             max_artists=self.max_artists,
             page_size=self.page_size,
             timeout=self.timeout_seconds,
-            retry=RetryPolicy(
-                attempts=self.max_attempts,
-                backoff=min(self.backoff_seconds, self.max_backoff_seconds),
-                max_backoff=self.max_backoff_seconds,
-                jitter=True,
-            ),
+            retry=self.retry_policy(),
         )
 
     def fetch(self, users: Sequence[str]) -> LibraryFetchSummary:

@@ -6,7 +6,7 @@ from urllib.parse import unquote, urlsplit
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from musicbutler_pipeline.domain.retry import RetryPolicy
+from musicbutler_pipeline.resources.http_client import HttpClientConfig
 from musicbutler_pipeline.resources.settings import UsesSettings
 from musicbutler_pipeline.settings import SettingsError
 from musicbutler_pipeline.sources.musicbrainz import (
@@ -37,7 +37,7 @@ class ReleaseSourceResource(ConfigurableResource, ABC):
         raw pages they came from."""
 
 
-class MusicBrainzReleaseSource(ReleaseSourceResource, UsesSettings):
+class MusicBrainzReleaseSource(ReleaseSourceResource, HttpClientConfig, UsesSettings):
     """The MusicBrainz web service, or recorded pages when the URL is ``file:///dir``.
 
     Unset fields are read from the environment when a run starts (not when definitions load).
@@ -48,14 +48,6 @@ class MusicBrainzReleaseSource(ReleaseSourceResource, UsesSettings):
         default=None, gt=0, description="default: MUSICBUTLER_MUSICBRAINZ_RATE"
     )
     contact: str | None = Field(default=None, description="default: MUSICBUTLER_CONTACT")
-    timeout_seconds: float = Field(default=30.0, gt=0, description="per request")
-    max_attempts: int = Field(default=5, ge=1, le=10, description="per page, first try included")
-    backoff_seconds: float = Field(
-        default=1.0, ge=0, description="first wait when the server gives no Retry-After"
-    )
-    max_backoff_seconds: float = Field(
-        default=30.0, gt=0, description="longest wait between attempts, Retry-After included"
-    )
 
     def client(self) -> MusicBrainzClient:
         settings = self.environment()
@@ -75,12 +67,7 @@ class MusicBrainzReleaseSource(ReleaseSourceResource, UsesSettings):
             rate=self.rate or settings.musicbrainz_rate,
             lookback_days=self.lookback_days,
             timeout=self.timeout_seconds,
-            retry=RetryPolicy(
-                attempts=self.max_attempts,
-                backoff=min(self.backoff_seconds, self.max_backoff_seconds),
-                max_backoff=self.max_backoff_seconds,
-                jitter=True,
-            ),
+            retry=self.retry_policy(),
         )
 
     def fetch(self, day: date) -> ReleaseFetch:
