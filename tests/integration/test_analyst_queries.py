@@ -237,7 +237,11 @@ def test_pandas_example_reads_the_views(
     assert per_artist["Beyoncé"] == 13
 
 
-def test_migration_0007_drops_the_views_on_downgrade_and_creates_them_again(
+def _indexes(engine: Engine, table: str) -> set[str]:
+    return {str(index["name"]) for index in inspect(engine).get_indexes(table)}
+
+
+def test_migration_0007_drops_views_and_index_on_downgrade_and_creates_them_again(
     engine: Engine,
 ) -> None:
     config = alembic_config(engine)
@@ -246,7 +250,9 @@ def test_migration_0007_drops_the_views_on_downgrade_and_creates_them_again(
         command.downgrade(config, "0006")
     assert current_revision(engine) == "0006"
     assert inspect(engine).get_view_names() == []
+    assert "ix_announcements_partition_date" not in _indexes(engine, "announcements")
     upgrade(engine)
+    assert "ix_announcements_partition_date" in _indexes(engine, "announcements")
     assert sorted(inspect(engine).get_view_names()) == [
         "announced_releases",
         "daily_summary",
