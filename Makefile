@@ -53,10 +53,13 @@ ui: $(INSTALLED)
 	MUSICBUTLER_MUSICBRAINZ_URL=file://$(CURDIR)/musicbutler_pipeline/sources/data/sample/musicbrainz \
 	$(BIN)/dagster dev -m musicbutler_pipeline.definitions
 
-# docs/digest.png from a sample digest, with headless Chromium (Debian: chromium fonts-noto-cjk).
+# docs/digest.png from a sample digest, and docs/dagster-*.png: the Dagster UI on the demo's
+# instance (`make demo` first, once; it is not re-run here), with headless Chromium driven by
+# Playwright (Debian: chromium fonts-noto-cjk).
 screenshots: $(INSTALLED)
 	@command -v chromium >/dev/null 2>&1 || { echo "needs Chromium: apt-get install -y chromium fonts-noto-cjk" >&2; exit 1; }
 	$(BIN)/python scripts/screenshot_digest.py --out docs/digest.png
+	$(BIN)/python scripts/screenshot_dagster.py --out-dir docs --home .musicbutler
 
 benchmarks: $(INSTALLED)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

@@ -216,6 +216,8 @@ announcements = Table(
     Column("partition_date", Date, nullable=False),
     Column("send_id", ID, ForeignKey("sends.id", ondelete="CASCADE"), nullable=False),
     Column("announced_at", Timestamp, nullable=False),
+    # The analyst views (migration 0007) read a day's announcements.
+    Index("ix_announcements_partition_date", "partition_date"),
 )
 
 # The raw pages behind each partition's release groups, so a day can be audited and re-derived:
