@@ -18,6 +18,7 @@ shifted: neither Dagster's scheduler nor the send ledger reads it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -39,7 +40,9 @@ from musicbutler_pipeline.demo import SAMPLE_DIR
 from musicbutler_pipeline.sources.musicbrainz import bundled_snapshot_root
 from tests.fixtures.loopback import LoopbackServer, Reply
 
-pytestmark = pytest.mark.postgres
+# About 100-110 s, 50 of them the run itself (eight step processes of the shipped multiprocess
+# executor on two loaded cores), 15 the daemon's start: `make drills`, not `make test`.
+pytestmark = [pytest.mark.postgres, pytest.mark.drills_matrix]
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = "2026-11-23"
@@ -80,10 +83,10 @@ class Deployment:
         self.env = env
         self.processes: list[tuple[subprocess.Popen[bytes], Path]] = []
 
-    def run(self, *command: str, env: dict[str, str] | None = None) -> None:
+    def run(self, *command: str) -> None:
         done = subprocess.run(
             _executable(command),
-            env=env or self.env,
+            env=self.env,
             cwd=self.root,
             capture_output=True,
             timeout=180,
@@ -105,18 +108,23 @@ class Deployment:
         return process
 
     def logs(self) -> str:
-        return "\n".join(f"--- {log.name}\n{log.read_text()[-4000:]}" for _, log in self.processes)
+        return "\n".join(
+            f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}"
+            for _, log in self.processes
+        )
 
     def stop(self) -> None:
+        """SIGTERM to each process group (the daemon's code servers and run workers included),
+        SIGKILL to what is left after a minute."""
         for process, _ in self.processes:
-            if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
         for process, _ in self.processes:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            process.wait()
 
 
 def _executable(command: tuple[str, ...]) -> list[str]:
@@ -124,7 +132,11 @@ def _executable(command: tuple[str, ...]) -> list[str]:
     return [str(Path(sys.executable).with_name(program)), *arguments]
 
 
-def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, logs: Callable[[], str]):
+def wait_for(
+    condition: Callable[[], Any], *, timeout: float, what: str, logs: Callable[[], str]
+) -> Any:
+    """Poll ``condition`` until it is truthy; fail naming ``what``, with the logs, after
+    ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -241,8 +253,8 @@ def test_the_shipped_schedule_fires_for_the_sample_day_on_a_postgres_deployment(
     env = deployment.env
     # The production setup steps of docs/operations.md, as commands (the instance's schema and the
     # warehouse's at once: they are separate databases).
-    instance_migrate = subprocess.Popen(
-        _executable(("dagster", "instance", "migrate")), env=env, cwd=deployment.root
+    instance_migrate = deployment.start(
+        "instance-migrate", "dagster", "instance", "migrate", env=env
     )
     deployment.run("musicbutler", "db", "upgrade")
     deployment.run("musicbutler", "subscribers", "import", str(SAMPLE_DIR / "subscribers.csv"))
