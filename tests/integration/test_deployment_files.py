@@ -14,10 +14,12 @@ import yaml
 from musicbutler_pipeline.daemon import STOP_GRACE_SECONDS, daemon_command
 
 REPO = Path(__file__).resolve().parents[2]
-# Set by the image (Dockerfile) or built from POSTGRES_PASSWORD by compose.yaml itself.
+# Set by the image (Dockerfile; the code version is a build argument) or built from
+# POSTGRES_PASSWORD by compose.yaml itself.
 SET_BY_THE_DEPLOYMENT = {
     "MUSICBUTLER_HOME",
     "DAGSTER_HOME",
+    "MUSICBUTLER_CODE_VERSION",
     "MUSICBUTLER_WAREHOUSE_URL",
     "MUSICBUTLER_DAGSTER_POSTGRES_URL",
 }
