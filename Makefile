@@ -32,9 +32,11 @@ test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
 # The scheduler-detection matrix: real daemons at the defaults, SQLite and PostgreSQL instances,
-# one host and two (namespaces), three runs each, and the false alarms; prints every delay.
+# one host and two (namespaces), three runs each, and the false alarms; prints every delay. And the
+# deployment test: the shipped schedule's real run under a webserver and `musicbutler daemon`.
 drills: $(INSTALLED)
-	$(BIN)/python -m pytest -m drills_matrix -s tests/drills/test_scheduler_matrix.py
+	$(BIN)/python -m pytest -m drills_matrix -s tests/drills/test_scheduler_matrix.py \
+	  tests/integration/test_deployment.py
 
 # ruff, pyright (standard mode) and the import contracts of pyproject.toml; pre-commit runs the same.
 lint: $(INSTALLED)
