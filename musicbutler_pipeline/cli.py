@@ -345,7 +345,7 @@ def cmd_demo(settings: Settings, _args: argparse.Namespace) -> int:
         print(f"Outbox: {settings.mail_url.removeprefix('file://')}")
     print(f"Open the Dagster UI:\n  {ui_command(settings)}")
     print(f"Run the day again offline (it sends nothing twice):\n  {run_command(settings)}")
-    print("Live MusicBrainz and ListenBrainz need MUSICBUTLER_CONTACT (README, Using it).")
+    print("The live services need MUSICBUTLER_CONTACT (for MusicBrainz): README, Using it.")
     return EXIT_OK
 
 
