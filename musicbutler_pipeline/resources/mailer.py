@@ -5,6 +5,7 @@ from musicbutler_pipeline.mail.tokens import MailIdentity
 from musicbutler_pipeline.mail.url import mailer_from_url
 from musicbutler_pipeline.resources.settings import UsesSettings
 from musicbutler_pipeline.settings import (
+    Settings,
     SettingsError,
     secret_key,
     secret_key_problem,
@@ -30,8 +31,8 @@ class MailerResource(UsesSettings):
     mail_from: str | None = Field(default=None, description="default: MUSICBUTLER_MAIL_FROM")
     base_url: str | None = Field(default=None, description="default: MUSICBUTLER_BASE_URL")
 
-    def configuration_problems(self) -> list[SettingsError]:
-        problem = secret_key_problem(self.environment().home)
+    def configuration_problems(self, settings: Settings) -> list[SettingsError]:
+        problem = secret_key_problem(settings.home)
         return [problem] if problem else []
 
     def open(self) -> Mailer:

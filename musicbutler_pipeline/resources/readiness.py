@@ -11,12 +11,12 @@ def configuration_problems(resources: Mapping[str, object]) -> list[SettingsErro
     """Every variable that is malformed, or missing for one of ``resources``, as one error each
     (a malformed variable alone, since the rest cannot be judged without it)."""
     try:
-        Settings.from_env()
+        settings = Settings.from_env()  # afresh: a resource may hold what an earlier call read
     except SettingsError as exc:
         return [exc]
     problems: dict[str, SettingsError] = {}
     for resource in resources.values():
         if isinstance(resource, UsesSettings):
-            for problem in resource.configuration_problems():
+            for problem in resource.configuration_problems(settings):
                 problems.setdefault(problem.variable, problem)
     return list(problems.values())

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from musicbutler_pipeline.resources.http_client import HttpClientConfig
 from musicbutler_pipeline.resources.settings import UsesSettings
-from musicbutler_pipeline.settings import SettingsError
+from musicbutler_pipeline.settings import Settings, SettingsError
 from musicbutler_pipeline.sources.musicbrainz import (
     DEFAULT_LOOKBACK_DAYS,
     MusicBrainzClient,
@@ -49,8 +49,7 @@ class MusicBrainzReleaseSource(ReleaseSourceResource, HttpClientConfig, UsesSett
     )
     contact: str | None = Field(default=None, description="default: MUSICBUTLER_CONTACT")
 
-    def configuration_problems(self) -> list[SettingsError]:
-        settings = self.environment()
+    def configuration_problems(self, settings: Settings) -> list[SettingsError]:
         url = self.url or settings.musicbrainz_url
         # Named after the variable unless the resource's own config set the value.
         variable = "MUSICBUTLER_MUSICBRAINZ_URL" if self.url is None else "release_source.url"
