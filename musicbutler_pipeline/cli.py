@@ -7,6 +7,7 @@ import getpass
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -366,11 +367,17 @@ def _command(
     return commands.add_parser(
         name,
         help=summary,
-        description=f"{summary[0].upper()}{summary[1:]}." + (f"\n\n{details}" if details else ""),
+        # Paragraphs filled here: the raw formatter keeps the break between summary and details.
+        description="\n\n".join(
+            textwrap.fill(paragraph, width=HELP_WIDTH)
+            for paragraph in (f"{summary[0].upper()}{summary[1:]}.", details)
+            if paragraph
+        ),
         formatter_class=_HelpFormatter,
     )
 
 
+HELP_WIDTH = 78
 DATE_HELP = "the day (the partition), YYYY-MM-DD in UTC"
 
 
@@ -395,11 +402,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Safe to repeat: an up-to-date schema is left as it is.",
     ).set_defaults(func=cmd_db_upgrade)
 
-    for noun, func, columns in (
-        ("subscribers", cmd_subscribers_import, "email,name,listenbrainz_user"),
-        ("library", cmd_library_import, "email,artist_mbid,artist_name"),
+    for noun, what, func, columns in (
+        ("subscribers", "subscribers", cmd_subscribers_import, "email,name,listenbrainz_user"),
+        ("library", "followed artists", cmd_library_import, "email,artist_mbid,artist_name"),
     ):
-        actions = _command(commands, noun, f"import {noun} from a CSV file").add_subparsers(
+        actions = _command(commands, noun, f"import {what} from a CSV file").add_subparsers(
             dest=f"{noun}_command", required=True, metavar="ACTION"
         )
         importer = _command(
