@@ -203,7 +203,10 @@ def cmd_ui(settings: Settings, args: argparse.Namespace) -> int:
     from musicbutler_pipeline.runner import prepare_dagster_home
 
     home = prepare_dagster_home(settings)
-    command = [sys.executable, "-m", "dagster", "dev", "-m", "musicbutler_pipeline.definitions"]
+    # dagster dev's notice that `dg dev` supersedes it is not for this command's users.
+    quiet = ["-W", "ignore:Function `dev_command` is superseded"]
+    command = [sys.executable, *quiet, "-m", "dagster", "dev"]
+    command += ["-m", "musicbutler_pipeline.definitions"]
     command += ["--host", args.host, "--port", str(args.port)]
     print(f"Dagster UI on the instance in {home}: http://{args.host}:{args.port}", flush=True)
     # Replaced, not wrapped: Ctrl-C and the exit status are dagster dev's own.

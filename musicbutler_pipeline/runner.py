@@ -72,7 +72,7 @@ class RunSummary:
 
 
 INSTANCE_LOCK_FILE = ".musicbutler-instance.lock"
-# The local instance settings, shipped in the package (the repository's dagster.yaml links here).
+# The local instance settings, shipped in the package.
 INSTANCE_SETTINGS = Path(__file__).with_name("dagster.yaml")
 
 
