@@ -49,11 +49,13 @@ format: $(INSTALLED)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# The Dagster UI on the instance `make demo` wrote to, reading the bundled MusicBrainz pages.
+# The Dagster UI (`musicbutler ui`: dagster dev) on the instance `make demo` wrote to, with its
+# instance settings, reading the bundled MusicBrainz pages and no ListenBrainz, as the demo does.
 ui: $(INSTALLED)
-	DAGSTER_HOME=$(CURDIR)/.musicbutler/dagster \
+	MUSICBUTLER_HOME=$(CURDIR)/.musicbutler \
 	MUSICBUTLER_MUSICBRAINZ_URL=file://$(CURDIR)/musicbutler_pipeline/sources/data/sample/musicbrainz \
-	$(BIN)/dagster dev -m musicbutler_pipeline.definitions
+	MUSICBUTLER_LISTENBRAINZ_URL=off \
+	$(BIN)/musicbutler ui
 
 # docs/digest.png from a sample digest, and docs/dagster-*.png: the Dagster UI on the demo's
 # instance (`make demo` first, once; it is not re-run here), with headless Chromium driven by

@@ -1,11 +1,18 @@
-"""Asset checks: what the operator must see when the day went wrong."""
+"""Asset checks: what the operator must see when the day went wrong.
+
+Each is evaluated for the partition its run materialized and recorded for that day; the ledger-wide
+ones (stale claims, duplicates, schedulers) say how things stood when that day ran.
+"""
 
 import warnings
+from collections.abc import Callable
 from datetime import UTC, date, datetime
+from typing import Any
 
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
+    AssetChecksDefinition,
     AssetCheckSeverity,
     MetadataValue,
     PreviewWarning,
@@ -25,7 +32,37 @@ from musicbutler_pipeline.warehouse.ledger import SendLedger
 from musicbutler_pipeline.warehouse.monitoring import latest_alert
 
 
-def _every_owed_email_sent(
+def _daily_check(
+    **kwargs: Any,
+) -> Callable[[Callable[..., AssetCheckResult]], AssetChecksDefinition]:
+    """``@asset_check`` on ``drop_notifications`` and the daily partitions: one result per check
+    per partition, shown per day in the UI.
+
+    Dagster 1.13 records a check without ``partitions_def`` once per run with no partition (and,
+    for a partitioned run, a planned evaluation for the partition that never completes), so the
+    day's checks read as skipped and a failed day shows green again as soon as any other day
+    passes. Dagster marks partitioned checks preview; that warning is silenced here only, so
+    commands keep a one-line stderr.
+    """
+
+    def decorate(function: Callable[..., AssetCheckResult]) -> AssetChecksDefinition:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PreviewWarning)
+            return asset_check(asset=drop_notifications, partitions_def=daily_partitions, **kwargs)(
+                function
+            )
+
+    return decorate
+
+
+@_daily_check(
+    description=(
+        "Every subscribed subscriber with drops on this partition's day has a sent email. A "
+        "permanent failure (a rejected address) is a warning; anything else (failed "
+        "temporarily, outcome unknown, claimed without outcome, never attempted) an error."
+    ),
+)
+def every_owed_email_sent(
     context: AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> AssetCheckResult:
     # Evaluated per partition, in the run that sent it: a look-back over the last days would
@@ -53,26 +90,7 @@ def _every_owed_email_sent(
     )
 
 
-# Dagster 1.13 records a check without partitions_def once per run, whichever partition ran: a
-# failed day shows green again as soon as any other day passes. With partitions_def the result is
-# kept per partition (shown per day in the UI, and the sensor can fail a day's check). Dagster
-# marks that preview; its warning is silenced here only, so commands keep a one-line stderr.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", PreviewWarning)
-    every_owed_email_sent = asset_check(
-        asset=drop_notifications,
-        name="every_owed_email_sent",
-        partitions_def=daily_partitions,
-        description=(
-            "Every subscribed subscriber with drops on this partition's day has a sent email. A "
-            "permanent failure (a rejected address) is a warning; anything else (failed "
-            "temporarily, outcome unknown, claimed without outcome, never attempted) an error."
-        ),
-    )(_every_owed_email_sent)
-
-
-@asset_check(
-    asset=drop_notifications,
+@_daily_check(
     description=(
         "No claim is unresolved: its sender died mid-send (the process is gone, or the claim is "
         f"older than {STALE_AFTER}). Never resent automatically; resolve with "
@@ -98,8 +116,7 @@ def no_stale_claims(
     )
 
 
-@asset_check(
-    asset=drop_notifications,
+@_daily_check(
     description="No subscriber has two sends for one day, nor one release group in two emails.",
 )
 def no_duplicate_sends(
@@ -121,8 +138,7 @@ def no_duplicate_sends(
     )
 
 
-@asset_check(
-    asset=drop_notifications,
+@_daily_check(
     description=(
         "One scheduler daemon on the instance. Also reported by `duplicate_scheduler_sensor` "
         "the moment it sees a second one."

@@ -7,6 +7,7 @@ import getpass
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -17,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from musicbutler_pipeline import __version__
 from musicbutler_pipeline.domain.rules import InvalidInput, normalize_email, parse_partition_date
-from musicbutler_pipeline.settings import Settings, SettingsError, display_url
+from musicbutler_pipeline.settings import NotConfigured, Settings, SettingsError, display_url
 
 if TYPE_CHECKING:
     from musicbutler_pipeline.runner import RunSummary
@@ -47,11 +48,15 @@ def _engine(settings: Settings, *, require_schema: bool = True) -> Engine:
     return engine
 
 
-def _day(value: str) -> date:
+def _day(value: str | None, *, runnable: bool = True) -> date:
+    """The ``--date`` argument. ``runnable``: a day that may be run or sent, so not after today
+    (UTC); the read-only commands take any calendar day."""
     from musicbutler_pipeline.partitions import latest_partition_day
 
+    if not value:
+        raise CommandError("--date YYYY-MM-DD is required", EXIT_USAGE)
     try:
-        return parse_partition_date(value, latest=latest_partition_day())
+        return parse_partition_date(value, latest=latest_partition_day() if runnable else None)
     except InvalidInput as exc:
         raise CommandError(f"--date: {exc}", EXIT_USAGE) from None
 
@@ -194,13 +199,26 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     return _print_run(summary, settings)
 
 
+def cmd_ui(settings: Settings, args: argparse.Namespace) -> int:
+    from musicbutler_pipeline.runner import prepare_dagster_home
+
+    home = prepare_dagster_home(settings)
+    # dagster dev's notice that `dg dev` supersedes it is not for this command's users.
+    quiet = ["-W", "ignore:Function `dev_command` is superseded"]
+    command = [sys.executable, *quiet, "-m", "dagster", "dev"]
+    command += ["-m", "musicbutler_pipeline.definitions"]
+    command += ["--host", args.host, "--port", str(args.port)]
+    print(f"Dagster UI on the instance in {home}: http://{args.host}:{args.port}", flush=True)
+    # Replaced, not wrapped: Ctrl-C and the exit status are dagster dev's own.
+    os.execv(sys.executable, command)
+    return EXIT_OK  # pragma: no cover - execv does not return
+
+
 def cmd_sends(settings: Settings, args: argparse.Namespace) -> int:
     from musicbutler_pipeline.domain.sends import SendState
     from musicbutler_pipeline.warehouse.ledger import SendLedger
 
-    if not args.date:
-        raise CommandError("sends: --date YYYY-MM-DD is required", EXIT_USAGE)
-    day = _day(args.date)
+    day = _day(args.date, runnable=False)
     rows = SendLedger(_engine(settings)).day(day)
     print(
         f"{'recipient':<36} {'state':<8} {'phase':<8} {'run':<10} {'host':<16} {'pid':>7} "
@@ -231,7 +249,7 @@ def cmd_sends_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     from musicbutler_pipeline.warehouse.ledger import SendLedger
     from musicbutler_pipeline.warehouse.subscribers import find_subscribers
 
-    day = _day(args.date)
+    day = _day(getattr(args, "date", None))
     engine = _engine(settings)
     subscriber_ids = None
     if args.subscriber:
@@ -268,9 +286,10 @@ def cmd_sends_reconcile(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(settings: Settings, _args: argparse.Namespace) -> int:
+    from musicbutler_pipeline.definitions import defs
     from musicbutler_pipeline.doctor import diagnose
 
-    findings = diagnose(settings)
+    findings = diagnose(settings, resources=defs.resources)
     for finding in findings:
         print(f"{finding.level:<8} {finding.message}")
     problems = sum(finding.level == "PROBLEM" for finding in findings)
@@ -317,7 +336,7 @@ def _positive_int(value: str) -> int:
 
 
 def cmd_demo(settings: Settings, _args: argparse.Namespace) -> int:
-    from musicbutler_pipeline.demo import SAMPLE_DAY, run_demo, ui_command
+    from musicbutler_pipeline.demo import SAMPLE_DAY, run_command, run_demo, ui_command
 
     print(f"MusicButler demo: the sample day {SAMPLE_DAY} on {display_url(settings.warehouse_url)}")
     result = run_demo(settings)
@@ -329,50 +348,113 @@ def cmd_demo(settings: Settings, _args: argparse.Namespace) -> int:
     if settings.mail_url.startswith("file://"):
         print(f"Outbox: {settings.mail_url.removeprefix('file://')}")
     print(f"Open the Dagster UI:\n  {ui_command(settings)}")
+    print(f"Run the day again offline (it sends nothing twice):\n  {run_command(settings)}")
+    print("The live services need MUSICBUTLER_CONTACT (for MusicBrainz): README, Using it.")
     return EXIT_OK
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default, except where there is none to show (unset, or a flag that is
+    off unless given), and keeps the descriptions' line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or action.required:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _command(
+    commands: argparse._SubParsersAction, name: str, summary: str, details: str = ""
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help says what it does (``summary``, then ``details``)."""
+    return commands.add_parser(
+        name,
+        help=summary,
+        # Paragraphs filled here: the raw formatter keeps the break between summary and details.
+        description="\n\n".join(
+            textwrap.fill(paragraph, width=HELP_WIDTH)
+            for paragraph in (f"{summary[0].upper()}{summary[1:]}.", details)
+            if paragraph
+        ),
+        formatter_class=_HelpFormatter,
+    )
+
+
+HELP_WIDTH = 78
+DATE_HELP = "the day (the partition), YYYY-MM-DD in UTC"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="musicbutler", description="Daily digests of new music from the artists you follow."
+        prog="musicbutler",
+        description="Daily digests of new music from the artists you follow.",
+        epilog="Configuration comes from MUSICBUTLER_* environment variables (README.md).",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    db = commands.add_parser("db", help="warehouse schema").add_subparsers(
+    db = _command(commands, "db", "the warehouse schema").add_subparsers(
         dest="db_command", required=True, metavar="ACTION"
     )
-    db.add_parser("upgrade", help="create or migrate the schema").set_defaults(func=cmd_db_upgrade)
+    _command(
+        db,
+        "upgrade",
+        "create or migrate the warehouse schema",
+        "Safe to repeat: an up-to-date schema is left as it is.",
+    ).set_defaults(func=cmd_db_upgrade)
 
-    for noun, func, columns in (
-        ("subscribers", cmd_subscribers_import, "email,name,listenbrainz_user"),
-        ("library", cmd_library_import, "email,artist_mbid,artist_name"),
+    for noun, what, func, columns in (
+        ("subscribers", "subscribers", cmd_subscribers_import, "email,name,listenbrainz_user"),
+        ("library", "followed artists", cmd_library_import, "email,artist_mbid,artist_name"),
     ):
-        actions = commands.add_parser(noun, help=f"import {noun}").add_subparsers(
+        actions = _command(commands, noun, f"import {what} from a CSV file").add_subparsers(
             dest=f"{noun}_command", required=True, metavar="ACTION"
         )
-        importer = actions.add_parser("import", help=f"import a CSV with columns {columns}")
-        importer.add_argument("file")
+        importer = _command(
+            actions,
+            "import",
+            f"import a CSV with columns {columns}",
+            "Bad rows are reported with their line number (the header is line 1); good rows "
+            "still land; exit 1 if any row was bad. Importing the same file again changes nothing.",
+        )
+        importer.add_argument("file", help="the CSV file (UTF-8)")
         importer.set_defaults(func=func)
 
-    unsub = commands.add_parser("unsubscribe", help="opt a subscriber out")
-    unsub.add_argument("email")
+    unsub = _command(commands, "unsubscribe", "opt a subscriber out: no email is sent to them")
+    unsub.add_argument("email", help="the subscriber's address (any case)")
     unsub.set_defaults(func=cmd_unsubscribe)
 
-    run = commands.add_parser("run", help="materialize the day's assets in-process")
-    run.add_argument("--date", required=True, help="the partition, YYYY-MM-DD (UTC)")
+    run = _command(
+        commands,
+        "run",
+        "materialize the day's four assets in-process and send its digests",
+        "Runs daily_drops_job on the DAGSTER_HOME instance (its runs show in the UI). Nothing is "
+        "sent twice: exit 0 when the day had already been sent, 1 when owed email did not go "
+        "out. A configuration that cannot work is refused before any run starts (exit 2).",
+    )
+    run.add_argument("--date", required=True, help=f"{DATE_HELP}; today at the latest")
     run.set_defaults(func=cmd_run)
 
-    sends = commands.add_parser("sends", help="print the send ledger for a day")
-    sends.add_argument("--date", help="the day, YYYY-MM-DD")
+    sends = _command(
+        commands,
+        "sends",
+        "print the send ledger for a day",
+        "Who, state, phase, run, host, pid, code version and claim time of every send of the "
+        "day. Read-only.",
+    )
+    sends.add_argument("--date", help=DATE_HELP + " (required)")
     sends.set_defaults(func=cmd_sends)
     sends_actions = sends.add_subparsers(dest="sends_command", metavar="ACTION")
-    reconcile = sends_actions.add_parser(
+    reconcile = _command(
+        sends_actions,
         "reconcile",
-        help="resolve claims whose sender died and unknown outcomes (never resent automatically)",
+        "resolve claims whose sender died and unknown outcomes (never resent automatically)",
+        "--date may come before or after `reconcile`.",
     )
-    reconcile.add_argument("--date", required=True, dest="date")
+    # SUPPRESS: `sends --date D reconcile` keeps the date given before the action.
+    reconcile.add_argument("--date", default=argparse.SUPPRESS, help=DATE_HELP + " (required)")
     choice = reconcile.add_mutually_exclusive_group(required=True)
     choice.add_argument(
         "--resend", action="store_true", help="let the next run send them again (same Message-ID)"
@@ -390,12 +472,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reconcile.set_defaults(func=cmd_sends_reconcile)
 
-    commands.add_parser(
-        "doctor", help="check configuration, schema, schedulers and the send ledger"
+    _command(
+        commands,
+        "doctor",
+        "check configuration, schema, schedulers and the send ledger",
+        "Prints one finding a line (ok, note, PROBLEM); exit 1 on any problem, such as a "
+        "setting a run needs and lacks, or a second scheduler.",
     ).set_defaults(func=cmd_doctor)
 
-    daemon = commands.add_parser(
-        "daemon", help="the production scheduler: dagster-daemon under an instance lock"
+    daemon = _command(
+        commands,
+        "daemon",
+        "the production scheduler: dagster-daemon under an instance lock",
+        "A second `musicbutler daemon` on the same instance never schedules beside the first.",
     )
     daemon.add_argument(
         "--wait",
@@ -404,27 +493,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     daemon.set_defaults(func=cmd_daemon)
 
-    web = commands.add_parser("web", help="serve the unsubscribe endpoint")
-    web.add_argument("--host", default="127.0.0.1")
-    web.add_argument("--port", type=int, default=8000)
+    web = _command(
+        commands,
+        "web",
+        "serve the one-click unsubscribe endpoint",
+        "The List-Unsubscribe links (MUSICBUTLER_BASE_URL + path): RFC 8058 one-click POST, and "
+        "a confirmation page on GET.",
+    )
+    web.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    web.add_argument("--port", type=int, default=8000, help="port to listen on")
     web.add_argument(
         "--connection-limit",
         type=_positive_int,
         default=100,
-        help="most client connections open at once; more wait to be accepted (default 100)",
+        help="most client connections open at once; more wait to be accepted",
     )
     web.add_argument(
         "--idle-timeout",
         type=_positive_int,
         default=10,
         metavar="SECONDS",
-        help="close a connection idle this long (default 10)",
+        help="close a connection idle this long",
     )
     web.set_defaults(func=cmd_web)
 
-    commands.add_parser("demo", help="the bundled sample day, end to end").set_defaults(
-        func=cmd_demo
+    ui = _command(
+        commands,
+        "ui",
+        "the Dagster UI (dagster dev) on this installation's instance",
+        "Uses DAGSTER_HOME ($MUSICBUTLER_HOME/dagster by default, with the project's instance "
+        "settings); `make ui` runs it on the demo's instance with the bundled MusicBrainz pages.",
     )
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    ui.add_argument("--port", type=int, default=3000, help="port to listen on")
+    ui.set_defaults(func=cmd_ui)
+
+    _command(
+        commands,
+        "demo",
+        "the bundled sample day, end to end",
+        "SQLite warehouse, recorded MusicBrainz pages, emails to $MUSICBUTLER_HOME/outbox; no "
+        "network and no configuration. A second demo sends nothing and says so.",
+    ).set_defaults(func=cmd_demo)
     return parser
 
 
@@ -441,6 +551,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except SettingsError as exc:
         print(f"musicbutler: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except NotConfigured as exc:
+        for problem in exc.problems:
+            print(f"musicbutler: configuration error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     except CommandError as exc:
         print(f"musicbutler: {exc}", file=sys.stderr)

@@ -9,7 +9,7 @@ from pathlib import Path
 from musicbutler_pipeline.definitions import build_definitions
 from musicbutler_pipeline.resources import CsvOnlyLibrarySource, SnapshotReleaseSource
 from musicbutler_pipeline.runner import RunSummary, dagster_instance, run_day
-from musicbutler_pipeline.settings import Settings
+from musicbutler_pipeline.settings import LISTENBRAINZ_OFF, Settings
 from musicbutler_pipeline.sources.musicbrainz import bundled_snapshot_root
 from musicbutler_pipeline.warehouse.engine import make_engine
 from musicbutler_pipeline.warehouse.imports import ImportReport, import_library, import_subscribers
@@ -42,11 +42,21 @@ def run_demo(settings: Settings) -> DemoResult:
     return DemoResult(subscribers, library, run)
 
 
-def ui_command(settings: Settings) -> str:
-    """How to open the UI on the same instance, with the sample day's recorded MusicBrainz."""
+def offline_environment(settings: Settings) -> str:
+    """The variables that make `musicbutler run` and the UI's runs work like the demo, offline:
+    the recorded MusicBrainz pages, no ListenBrainz, this demo's home."""
     return (
-        f"DAGSTER_HOME={settings.dagster_home} "
         f"MUSICBUTLER_HOME={settings.home} "
         f"MUSICBUTLER_MUSICBRAINZ_URL={bundled_snapshot_root().as_uri()} "
-        ".venv/bin/dagster dev -m musicbutler_pipeline.definitions"
+        f"MUSICBUTLER_LISTENBRAINZ_URL={LISTENBRAINZ_OFF}"
     )
+
+
+def ui_command(settings: Settings) -> str:
+    """How to open the UI on the same instance, with the sample day's recorded MusicBrainz."""
+    return f"{offline_environment(settings)} .venv/bin/musicbutler ui"
+
+
+def run_command(settings: Settings) -> str:
+    """`musicbutler run` for the sample day, offline, as the demo ran it."""
+    return f"{offline_environment(settings)} .venv/bin/musicbutler run --date {SAMPLE_DAY}"

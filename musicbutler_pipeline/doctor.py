@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -14,6 +15,7 @@ from musicbutler_pipeline.domain.schedulers import ALERT_PERIOD, DUPLICATE_SCHED
 from musicbutler_pipeline.domain.sends import OWED_WINDOW, STALE_AFTER, SendRow
 from musicbutler_pipeline.partitions import latest_partition_day
 from musicbutler_pipeline.processes import sender_gone
+from musicbutler_pipeline.resources.readiness import configuration_problems
 from musicbutler_pipeline.services.schedulers import scheduler_evidence
 from musicbutler_pipeline.settings import Settings, SettingsError, display_url, secret_key
 from musicbutler_pipeline.warehouse.engine import make_engine
@@ -34,17 +36,28 @@ class Finding:
     message: str
 
 
-def diagnose(settings: Settings, now: datetime | None = None) -> list[Finding]:
+def diagnose(
+    settings: Settings, now: datetime | None = None, resources: Mapping[str, object] | None = None
+) -> list[Finding]:
+    """The findings; ``resources`` are those a run would use (the definitions'), whose needs
+    are checked as `musicbutler run` checks them before starting."""
     now = now or datetime.now(UTC)
+    problems = configuration_problems(resources or {})
+    listenbrainz = settings.listenbrainz_url
     findings = [
         Finding(
-            "ok",
+            # The problems follow, one a line: this line counts as none of them.
+            "ok" if not problems else "note",
             f"configuration: warehouse {_safe(settings.warehouse_url)}, "
             f"mail {_safe(settings.mail_url)}, "
-            f"MusicBrainz {_safe(settings.musicbrainz_url)}",
+            f"MusicBrainz {_safe(settings.musicbrainz_url)}, "
+            f"ListenBrainz {_safe(listenbrainz) if listenbrainz else 'off'}"
+            + ("" if not problems else "; a run would be refused:"),
         )
     ]
-    findings.append(_signing_key_finding(settings))
+    findings += [Finding("PROBLEM", str(problem)) for problem in problems]
+    if not any(problem.variable == "MUSICBUTLER_SECRET_KEY" for problem in problems):
+        findings.append(_signing_key_finding(settings))
     engine = make_engine(settings.warehouse_url)
     try:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import tempfile
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -18,7 +19,8 @@ from musicbutler_pipeline.assets import drop_notifications
 from musicbutler_pipeline.jobs import daily_drops_job
 from musicbutler_pipeline.locks import ExclusiveLock, scheduler_lock
 from musicbutler_pipeline.processes import process_alive
-from musicbutler_pipeline.settings import Settings
+from musicbutler_pipeline.resources.readiness import configuration_problems
+from musicbutler_pipeline.settings import NotConfigured, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -70,21 +72,61 @@ class RunSummary:
 
 
 INSTANCE_LOCK_FILE = ".musicbutler-instance.lock"
+# The local instance settings, shipped in the package.
+INSTANCE_SETTINGS = Path(__file__).with_name("dagster.yaml")
 
 
 def dagster_instance(settings: Settings) -> DagsterInstance:
-    """The instance in ``DAGSTER_HOME`` (created under ``MUSICBUTLER_HOME`` when unset).
+    """The instance in ``DAGSTER_HOME`` (``$MUSICBUTLER_HOME/dagster`` when unset, given the
+    project's instance settings the first time: see ``ensure_instance_settings``).
 
     Opened under a file lock in ``DAGSTER_HOME``: opening a new SQLite-backed instance creates
     and stamps its tables, and two processes doing that at once crash ("table runs already
     exists"). The lock is held only while the instance opens, so runs still run side by side.
     """
-    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    home = prepare_dagster_home(settings)
+    with filelock.FileLock(home / INSTANCE_LOCK_FILE, is_singleton=False):
+        return DagsterInstance.get()
+
+
+def prepare_dagster_home(settings: Settings) -> Path:
+    """``DAGSTER_HOME`` for this process (set when unset), created, with the project's instance
+    settings when it is the default one. Returns it."""
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
     home = Path(os.environ["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
-    with filelock.FileLock(home / INSTANCE_LOCK_FILE, is_singleton=False):
-        return DagsterInstance.get()
+    if home == settings.home / "dagster":
+        ensure_instance_settings(home)
+    return home
+
+
+def ensure_instance_settings(home: Path) -> bool:
+    """Write the project's ``dagster.yaml`` (telemetry off, the queued run coordinator, the run
+    and pool limits of the exactly-once design) into ``home`` unless a ``dagster.yaml`` is already
+    there. Returns whether it wrote one.
+
+    Written whole to a temporary file and hard-linked into place: the link fails when the file
+    exists, so two processes starting at once write it once, an operator's own file is never
+    replaced, and Dagster never reads a half-written one.
+    """
+    target = home / "dagster.yaml"
+    if target.exists():
+        return False
+    descriptor, temporary = tempfile.mkstemp(dir=home, prefix=".dagster.yaml.")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(INSTANCE_SETTINGS.read_bytes())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide it from a webserver's user
+        try:
+            os.link(temporary, target)
+        except FileExistsError:
+            return False
+    finally:
+        os.unlink(temporary)
+    logger.info("wrote the project's instance settings to %s", target)
+    return True
 
 
 def instance_lock(instance: DagsterInstance) -> ExclusiveLock:
@@ -160,7 +202,12 @@ def run_day(
     instance: DagsterInstance,
     log_level: str = "WARNING",
 ) -> RunSummary:
-    """Materialize the four assets for ``day`` and report what the notification step did."""
+    """Materialize the four assets for ``day`` and report what the notification step did.
+
+    Raises ``NotConfigured`` before anything is recorded in the instance when a resource lacks
+    a setting it needs (no failed run is left behind for a configuration that cannot work)."""
+    if problems := configuration_problems(definitions.resources or {}):
+        raise NotConfigured(problems)
     ensure_pool_limits(instance, job_pools(definitions))
     for run_id in reap_dead_runs(instance):
         logger.warning("run %s died without finishing: marked failed, its pool slots freed", run_id)

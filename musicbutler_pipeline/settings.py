@@ -26,6 +26,8 @@ from musicbutler_pipeline.mail.url import parse_mail_url
 MAIL_SCHEMES = ("smtp", "smtps", "file", "console")
 # HMAC-SHA256 keys shorter than this are guessable; 16 characters is the documented floor.
 MIN_SECRET_KEY_LENGTH = 16
+# MUSICBUTLER_LISTENBRAINZ_URL=off: no ListenBrainz calls (offline, or libraries by CSV only).
+LISTENBRAINZ_OFF = "off"
 _HIDDEN = "***"
 _BAD_PORT = "the port is not a number between 1 and 65535"
 # Query options whose values are secrets in some driver's URL (libpq's ?password=, for one).
@@ -41,6 +43,14 @@ class SettingsError(ValueError):
         self.problem = problem
 
 
+class NotConfigured(Exception):
+    """Settings a run needs are missing or unusable: it is refused before it starts."""
+
+    def __init__(self, problems: list[SettingsError]) -> None:
+        super().__init__("; ".join(str(problem) for problem in problems))
+        self.problems = problems
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -51,7 +61,7 @@ class Settings:
     musicbrainz_url: str
     musicbrainz_rate: float
     contact: str | None
-    listenbrainz_url: str
+    listenbrainz_url: str | None  # None: off, libraries come from CSV imports only
     dagster_home: Path
     operator_email: str | None
     # Days after its partition within which a digest is still worth sending (retries stop then).
@@ -80,7 +90,10 @@ class Settings:
         _check_url("MUSICBUTLER_MUSICBRAINZ_URL", musicbrainz_url, ("http", "https", "file"))
         rate = _positive_float("MUSICBUTLER_MUSICBRAINZ_RATE", get("MUSICBUTLER_MUSICBRAINZ_RATE"))
         listenbrainz_url = get("MUSICBUTLER_LISTENBRAINZ_URL") or "https://api.listenbrainz.org/1"
-        _check_url("MUSICBUTLER_LISTENBRAINZ_URL", listenbrainz_url, ("http", "https"))
+        if listenbrainz_url.lower() == LISTENBRAINZ_OFF:
+            listenbrainz_url = None
+        else:
+            _check_url("MUSICBUTLER_LISTENBRAINZ_URL", listenbrainz_url, ("http", "https"))
         dagster_home = Path(get("DAGSTER_HOME") or home / "dagster").expanduser().absolute()
         operator_email = get("MUSICBUTLER_OPERATOR_EMAIL")
         if operator_email and "@" not in operator_email:
@@ -95,7 +108,7 @@ class Settings:
             musicbrainz_url=musicbrainz_url.rstrip("/"),
             musicbrainz_rate=rate,
             contact=get("MUSICBUTLER_CONTACT"),
-            listenbrainz_url=listenbrainz_url.rstrip("/"),
+            listenbrainz_url=listenbrainz_url.rstrip("/") if listenbrainz_url else None,
             dagster_home=dagster_home,
             operator_email=operator_email,
             max_send_age_days=max_send_age_days,
@@ -144,6 +157,19 @@ def secret_key(home: Path, env: Mapping[str, str] | None = None) -> bytes:
             "or set MUSICBUTLER_SECRET_KEY",
         )
     return key
+
+
+def secret_key_problem(home: Path, env: Mapping[str, str] | None = None) -> SettingsError | None:
+    """Why the signing key ``secret_key`` would return is unusable, if it is; never creates the
+    key file (a missing one is made by the first send)."""
+    env = os.environ if env is None else env
+    if not env.get("MUSICBUTLER_SECRET_KEY", "").strip() and not (home / "secret_key").exists():
+        return None
+    try:
+        secret_key(home, env)  # reads the variable or the existing file; creates nothing
+    except SettingsError as exc:
+        return exc
+    return None
 
 
 def _create_key_file(key_file: Path) -> bytes:

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from musicbutler_pipeline.resources.http_client import HttpClientConfig
 from musicbutler_pipeline.resources.settings import UsesSettings
+from musicbutler_pipeline.settings import SettingsError
 from musicbutler_pipeline.sources.listenbrainz import (
     DEFAULT_MAX_ARTISTS,
     DEFAULT_PAGE_SIZE,
@@ -37,7 +38,10 @@ class ListenBrainzLibrarySource(LibrarySourceResource, HttpClientConfig, UsesSet
     Unset fields are read from the environment when a run starts (not when definitions load).
     """
 
-    url: str | None = Field(default=None, description="default: MUSICBUTLER_LISTENBRAINZ_URL")
+    url: str | None = Field(
+        default=None,
+        description="default: MUSICBUTLER_LISTENBRAINZ_URL (`off`: CSV imports only, no requests)",
+    )
     contact: str | None = Field(
         default=None, description="for the User-Agent; default: MUSICBUTLER_CONTACT"
     )
@@ -52,12 +56,15 @@ class ListenBrainzLibrarySource(LibrarySourceResource, HttpClientConfig, UsesSet
 
     @property
     def imports_listenbrainz(self) -> bool:
-        return True
+        return bool(self.url or self.environment().listenbrainz_url)
 
     def client(self) -> ListenBrainzClient:
-        settings = self.environment()
+        settings = self.require_configuration()
+        url = self.url or settings.listenbrainz_url
+        if url is None:
+            raise SettingsError("MUSICBUTLER_LISTENBRAINZ_URL", "is off: no ListenBrainz client")
         return ListenBrainzClient(
-            self.url or settings.listenbrainz_url,
+            url,
             contact=self.contact or settings.contact,
             rate=self.rate,
             max_artists=self.max_artists,

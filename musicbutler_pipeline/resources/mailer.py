@@ -4,7 +4,13 @@ from musicbutler_pipeline.mail.backends.base import Mailer
 from musicbutler_pipeline.mail.tokens import MailIdentity
 from musicbutler_pipeline.mail.url import mailer_from_url
 from musicbutler_pipeline.resources.settings import UsesSettings
-from musicbutler_pipeline.settings import secret_key, smtp_password
+from musicbutler_pipeline.settings import (
+    Settings,
+    SettingsError,
+    secret_key,
+    secret_key_problem,
+    smtp_password,
+)
 
 
 class MailerResource(UsesSettings):
@@ -25,6 +31,10 @@ class MailerResource(UsesSettings):
     mail_from: str | None = Field(default=None, description="default: MUSICBUTLER_MAIL_FROM")
     base_url: str | None = Field(default=None, description="default: MUSICBUTLER_BASE_URL")
 
+    def configuration_problems(self, settings: Settings) -> list[SettingsError]:
+        problem = secret_key_problem(settings.home)
+        return [problem] if problem else []
+
     def open(self) -> Mailer:
         """A transport for one batch; it connects on its first send."""
         return mailer_from_url(self.url or self.environment().mail_url, password=smtp_password())
@@ -34,7 +44,7 @@ class MailerResource(UsesSettings):
         return self.mail_from or self.environment().mail_from
 
     def identity(self) -> MailIdentity:
-        settings = self.environment()
+        settings = self.require_configuration()
         return MailIdentity(
             mail_from=self.sender(),
             base_url=(self.base_url or settings.base_url).rstrip("/"),

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from musicbutler_pipeline.resources.http_client import HttpClientConfig
 from musicbutler_pipeline.resources.settings import UsesSettings
-from musicbutler_pipeline.settings import SettingsError
+from musicbutler_pipeline.settings import Settings, SettingsError
 from musicbutler_pipeline.sources.musicbrainz import (
     DEFAULT_LOOKBACK_DAYS,
     MusicBrainzClient,
@@ -49,21 +49,34 @@ class MusicBrainzReleaseSource(ReleaseSourceResource, HttpClientConfig, UsesSett
     )
     contact: str | None = Field(default=None, description="default: MUSICBUTLER_CONTACT")
 
+    def configuration_problems(self, settings: Settings) -> list[SettingsError]:
+        url = self.url or settings.musicbrainz_url
+        # Named after the variable unless the resource's own config set the value.
+        variable = "MUSICBUTLER_MUSICBRAINZ_URL" if self.url is None else "release_source.url"
+        parts = urlsplit(url)
+        if parts.scheme == "file":
+            if not Path(unquote(parts.path)).is_dir():
+                return [SettingsError(variable, "file:// names no folder of recorded pages")]
+            return []
+        if not (self.contact or settings.contact):
+            return [
+                SettingsError(
+                    "MUSICBUTLER_CONTACT",
+                    "required to call MusicBrainz (it goes in the User-Agent; a URL or an "
+                    f"e-mail), or set {variable}=file://… to replay recorded pages",
+                )
+            ]
+        return []
+
     def client(self) -> MusicBrainzClient:
-        settings = self.environment()
+        settings = self.require_configuration()
         url = self.url or settings.musicbrainz_url
         parts = urlsplit(url)
         if parts.scheme == "file":
             return replay_client(Path(unquote(parts.path)), lookback_days=self.lookback_days)
-        contact = self.contact or settings.contact
-        if not contact:
-            raise SettingsError(
-                "MUSICBUTLER_CONTACT",
-                "required to call MusicBrainz (it goes in the User-Agent; a URL or an e-mail)",
-            )
         return MusicBrainzClient(
             url,
-            contact=contact,
+            contact=self.contact or settings.contact or "",
             rate=self.rate or settings.musicbrainz_rate,
             lookback_days=self.lookback_days,
             timeout=self.timeout_seconds,

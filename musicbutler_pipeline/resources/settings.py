@@ -49,3 +49,20 @@ class UsesSettings(ConfigurableResource):
 
     def environment(self) -> Settings:
         return (self.settings or SettingsResource()).get()
+
+    def configuration_problems(self, settings: Settings) -> list[SettingsError]:
+        """What this resource needs from ``settings`` (or its own config) before a run can work
+        and does not have, one error per variable. Cheap and side-effect free: no request, no
+        file written.
+
+        `musicbutler run` and `doctor` ask every resource of the definitions before a run starts
+        (``readiness.configuration_problems``); in a run launched by the UI or the schedule the
+        resource raises the first one when a step first uses it, before any request."""
+        return []
+
+    def require_configuration(self) -> Settings:
+        """The settings, after refusing with the first of ``configuration_problems``."""
+        settings = self.environment()
+        if problems := self.configuration_problems(settings):
+            raise problems[0]
+        return settings

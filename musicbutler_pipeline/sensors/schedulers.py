@@ -13,6 +13,7 @@ from dagster import (
 
 from musicbutler_pipeline.checks import single_scheduler
 from musicbutler_pipeline.domain.schedulers import DUPLICATE_SCHEDULER, heartbeat_ids_alternate
+from musicbutler_pipeline.partitions import latest_partition_day
 from musicbutler_pipeline.resources import MailerResource, WarehouseResource
 from musicbutler_pipeline.services.alerts import duplicate_scheduler_email
 from musicbutler_pipeline.services.schedulers import scheduler_evidence
@@ -73,6 +74,8 @@ def build_duplicate_scheduler_sensor(minimum_interval_seconds: int = 30) -> Sens
                     check_name=single_scheduler.check_key.name,
                     passed=problem is None,
                     metadata={"finding": problem or "one scheduler again"},
+                    # The check is kept per day (checks.py): the finding belongs to today's.
+                    partition=latest_partition_day(now).isoformat(),
                 )
             )
         new_cursor = {"heartbeat_owners": owners, "failing": problem is not None}

@@ -166,7 +166,9 @@ def installation(
     if request.param == "sqlite":
         warehouse_url = f"sqlite:///{tmp_path / 'warehouse.db'}"
         # The local instance settings (SQLite storage next to DAGSTER_HOME).
-        (dagster_home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+        (dagster_home / "dagster.yaml").write_text(
+            (REPO / "musicbutler_pipeline" / "dagster.yaml").read_text()
+        )
     else:
         database: Callable[[], str] = request.getfixturevalue("postgres_database")
         warehouse_url = database()

@@ -1,5 +1,6 @@
 """The `musicbutler` command as a user runs it: real processes, real files."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -41,7 +42,14 @@ def test_demo_twice_in_a_fresh_folder(tmp_path: Path) -> None:
     assert "38 email(s) sent" in first.stdout
     outbox = tmp_path / ".musicbutler" / "outbox"
     assert f"Outbox: {outbox}" in first.stdout
-    assert "dagster dev -m musicbutler_pipeline.definitions" in first.stdout
+    assert "musicbutler ui" in first.stdout
+    # The default instance got the project's settings: no "no dagster.yaml" notice, no
+    # telemetry banner.
+    instance_settings = tmp_path / ".musicbutler" / "dagster" / "dagster.yaml"
+    assert "enabled: false" in instance_settings.read_text()
+    for stream in (first.stdout, first.stderr):
+        assert "No dagster instance configuration file" not in stream
+        assert "telemetry" not in stream.lower()
     files = sorted(outbox.glob("*.eml"))
     messages = [message_from_bytes(p.read_bytes(), policy=policy.default) for p in files]
     assert len(messages) == EXPECTED["emails_expected"] == 38
@@ -171,3 +179,114 @@ def test_a_reader_that_goes_away_gets_no_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert "BrokenPipeError" not in result.stderr
     assert result.returncode == 1
+
+
+@pytest.fixture(scope="module")
+def after_the_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder where `musicbutler demo` ran, as a newcomer's clone is after `make demo`."""
+    folder = tmp_path_factory.mktemp("after-demo")
+    demo = musicbutler("demo", cwd=folder)
+    assert demo.returncode == 0, demo.stderr
+    return folder
+
+
+def _runs_in_instance(folder: Path) -> int:
+    from dagster import DagsterInstance
+
+    instance = DagsterInstance.from_config(str(folder / ".musicbutler" / "dagster"))
+    try:
+        return len(instance.get_run_records())
+    finally:
+        instance.dispose()
+
+
+def test_a_configuration_that_cannot_work_is_refused_before_any_run(after_the_demo: Path) -> None:
+    runs_before = _runs_in_instance(after_the_demo)
+    refused = musicbutler("run", "--date", "2026-11-23", cwd=after_the_demo, timeout=60)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(
+        "musicbutler: configuration error: MUSICBUTLER_CONTACT: required to call MusicBrainz"
+    )
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert refused.stdout == ""
+    assert _runs_in_instance(after_the_demo) == runs_before
+
+    doctor = musicbutler("doctor", cwd=after_the_demo)
+    assert doctor.returncode == 1
+    assert "PROBLEM  MUSICBUTLER_CONTACT: required to call MusicBrainz" in doctor.stdout
+    assert doctor.stdout.strip().endswith("1 problem(s)")
+
+
+def test_the_offline_run_the_demo_prints_works(after_the_demo: Path) -> None:
+    offline = {
+        "MUSICBUTLER_MUSICBRAINZ_URL": (SAMPLE_DIR / "musicbrainz").as_uri(),
+        "MUSICBUTLER_LISTENBRAINZ_URL": "off",
+    }
+    doctor = musicbutler("doctor", cwd=after_the_demo, env=offline)
+    assert doctor.returncode == 0, doctor.stdout
+    assert "ListenBrainz off" in doctor.stdout
+    run = musicbutler("run", "--date", "2026-11-23", cwd=after_the_demo, env=offline)
+    assert run.returncode == 0, run.stderr
+    assert "nothing was sent twice" in run.stdout
+
+    missing = {**offline, "MUSICBUTLER_MUSICBRAINZ_URL": (after_the_demo / "nowhere").as_uri()}
+    refused = musicbutler("run", "--date", "2026-11-23", cwd=after_the_demo, env=missing)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        "musicbutler: configuration error: MUSICBUTLER_MUSICBRAINZ_URL: "
+        "file:// names no folder of recorded pages"
+    )
+
+
+def _subcommands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, subparser in action.choices.items():
+                yield (*path, name), subparser
+                yield from _subcommands(subparser, (*path, name))
+
+
+def test_every_command_says_what_it_does_and_its_defaults() -> None:
+    from musicbutler_pipeline.cli import build_parser
+
+    commands = dict(_subcommands(build_parser()))
+    assert {("run",), ("doctor",), ("web",), ("demo",), ("sends", "reconcile")} <= set(commands)
+    for path, parser in commands.items():
+        assert parser.description, f"`musicbutler {' '.join(path)} --help` has no description"
+        for action in parser._actions:
+            if not isinstance(action, argparse._SubParsersAction):  # its choices say it
+                assert action.help, f"musicbutler {' '.join(path)}: {action.dest} has no help"
+    web = musicbutler("web", "--help", cwd=Path.cwd())
+    assert web.returncode == 0
+    text = " ".join(web.stdout.split())
+    assert "serve the one-click unsubscribe endpoint" in text.lower()
+    for default in ("(default: 127.0.0.1)", "(default: 8000)", "(default: 100)", "(default: 10)"):
+        assert default in text, default
+    assert "(default: None)" not in text
+
+
+def test_sends_takes_the_date_before_or_after_reconcile(after_the_demo: Path) -> None:
+    for args in (
+        ("sends", "--date", "2026-11-23", "reconcile", "--resend"),
+        ("sends", "reconcile", "--date", "2026-11-23", "--resend"),
+    ):
+        result = musicbutler(*args, cwd=after_the_demo)
+        assert result.returncode == 0, (args, result.stderr)
+        assert "2026-11-23: 0 claim(s) released for resend" in result.stdout
+    missing = musicbutler("sends", "reconcile", "--mark-sent", cwd=after_the_demo)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == "musicbutler: --date YYYY-MM-DD is required"
+
+
+def test_a_future_date_is_refused_only_where_it_would_run_or_send(after_the_demo: Path) -> None:
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    ledger = musicbutler("sends", "--date", tomorrow, cwd=after_the_demo)
+    assert ledger.returncode == 0, ledger.stderr
+    assert f"0 send(s) for {tomorrow}" in ledger.stdout
+    for args in (
+        ("run", "--date", tomorrow),
+        ("sends", "reconcile", "--date", tomorrow, "--resend"),
+    ):
+        refused = musicbutler(*args, cwd=after_the_demo)
+        assert refused.returncode == 2
+        assert "in the future: the latest day that can be run" in refused.stderr

@@ -239,14 +239,6 @@ query ($path: [String!]!, $check: String!, $partition: String!) {
 }"""
 
 
-class PartitionCheckSkipped(AssertionError):
-    """A check reads as skipped for the partition that ran (recorded SKIPPED with the partition,
-    SUCCEEDED without one): issue 14's per-partition checks fix, made on branch `firstday`."""
-
-
-# Strict, and only for that one failure: every other assertion counts today, and once the checks
-# fix is merged this XPASS fails until the marker is removed.
-@pytest.mark.xfail(raises=PartitionCheckSkipped, strict=True, reason=PartitionCheckSkipped.__doc__)
 def test_the_shipped_schedule_fires_for_the_sample_day_on_a_postgres_deployment(
     deployment: Deployment,
 ) -> None:
@@ -362,8 +354,6 @@ def test_the_shipped_schedule_fires_for_the_sample_day_on_a_postgres_deployment(
         assert executions, f"{name}: no execution recorded for partition {DAY}"
         latest = executions[0]
         assert latest["runId"] == run["runId"], (name, latest)
-        if latest["status"] == "SKIPPED":
-            raise PartitionCheckSkipped(f"{name}: {latest}")
         assert latest["status"] == "SUCCEEDED", (name, latest)
         assert latest["evaluation"]["success"] is True, (name, latest)
     logger.info("deployment test: GraphQL checks %.1f s", time.monotonic() - finished)
