@@ -190,7 +190,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{day} is being sent right now by {probe.holder()}: this process sends nothing.")
         return EXIT_OK
     probe.release()
-    summary = run_day(day, definitions=defs, instance=dagster_instance(settings))
+    summary = run_day(
+        day, definitions=defs, instance=dagster_instance(settings), allow_old=args.allow_old
+    )
     return _print_run(summary, settings)
 
 
@@ -362,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="materialize the day's assets in-process")
     run.add_argument("--date", required=True, help="the partition, YYYY-MM-DD (UTC)")
+    run.add_argument(
+        "--allow-old",
+        action="store_true",
+        help="send even if the day is older than MUSICBUTLER_MAX_SEND_AGE_DAYS (refused otherwise)",
+    )
     run.set_defaults(func=cmd_run)
 
     sends = commands.add_parser("sends", help="print the send ledger for a day")

@@ -200,8 +200,6 @@ def test_refused_login_turns_red_then_the_retry_sensor_sends_each_once(
         MisbehavingServer(Faults(), auth=True) as server,
         running(tmp_path, postgres_database, server, server.url()) as drill,
     ):
-        # The sample day is in the past; allow retries that far back (a user setting).
-        drill.extra_env["MUSICBUTLER_MAX_SEND_AGE_DAYS"] = "3650"
         server.refuse_logins()
         run = drill.musicbutler("run", "--date", DAY)
         assert run.returncode == 1, run.stdout + run.stderr

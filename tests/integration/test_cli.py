@@ -124,7 +124,7 @@ def test_import_unsubscribe_run_and_ledger(tmp_path: Path, listenbrainz_without_
     out = musicbutler("unsubscribe", f"{local}@{domain.upper()}", cwd=tmp_path)
     assert out.returncode == 0 and "unsubscribed" in out.stdout
 
-    run = musicbutler("run", "--date", "2026-11-23", cwd=tmp_path, env=env)
+    run = musicbutler("run", "--date", "2026-11-23", "--allow-old", cwd=tmp_path, env=env)
     assert run.returncode == 0, run.stderr
     assert "37 email(s) sent" in run.stdout
     ledger = musicbutler("sends", "--date", "2026-11-23", cwd=tmp_path)
@@ -133,7 +133,7 @@ def test_import_unsubscribe_run_and_ledger(tmp_path: Path, listenbrainz_without_
     assert leaver not in ledger.stdout
     assert ledger.stdout.count(" sent ") == 37
 
-    rerun = musicbutler("run", "--date", "2026-11-23", cwd=tmp_path, env=env)
+    rerun = musicbutler("run", "--date", "2026-11-23", "--allow-old", cwd=tmp_path, env=env)
     assert rerun.returncode == 0
     assert "0 email(s) sent, 37 already sent earlier" in rerun.stdout
 
