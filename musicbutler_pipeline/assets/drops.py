@@ -18,6 +18,7 @@ from musicbutler_pipeline.warehouse.schema import drops
     kinds={"sql"},
     owners=["team:data"],
     code_version="drops-1",
+    metadata={"dagster/column_schema": column_schema(drops)},
     description=(
         "Per subscriber, the followed artists' release groups of the day, minus any release "
         "group already announced to that subscriber on another day. One INSERT ... SELECT."

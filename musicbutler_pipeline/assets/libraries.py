@@ -25,6 +25,7 @@ from musicbutler_pipeline.warehouse.schema import library_artists
     kinds={"sql", "csv"},
     owners=["team:data"],
     code_version="libraries-1",
+    metadata={"dagster/column_schema": column_schema(library_artists)},
     description=(
         "Who follows which artist on the partition's day. Follows are kept once, with their "
         "validity, in `library_artists`; this asset copies nothing per day. Subscribers with a "

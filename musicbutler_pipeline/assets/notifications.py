@@ -45,6 +45,7 @@ ALLOW_OLD_SEND_TAG = "musicbutler/allow-old-send"
     kinds={"email", "sql"},
     owners=["team:operators"],
     code_version="notifications-2",
+    metadata={"dagster/column_schema": column_schema(sends)},
     pool=NOTIFICATION_POOL,
     # A rerun that sends nothing new records an observation, not a second materialization.
     output_required=False,

@@ -24,6 +24,7 @@ MUSICBRAINZ_POOL = "musicbrainz"
     kinds={"sql", "musicbrainz"},
     owners=["team:data"],
     code_version="releases-1",
+    metadata={"dagster/column_schema": column_schema(release_groups)},
     pool=MUSICBRAINZ_POOL,
     description=(
         "Release groups announced on the partition's day (MusicBrainz, searched by date with a "

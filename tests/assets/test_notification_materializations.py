@@ -15,7 +15,9 @@ from dagster import (
     AssetRecordsFilter,
     DagsterInstance,
     DagsterRunStatus,
+    MarkdownMetadataValue,
     RunsFilter,
+    TableSchema,
     materialize,
 )
 from sqlalchemy import Engine
@@ -96,6 +98,13 @@ def test_rerun_observes_and_keeps_the_materialization(
         assert first.success
         assert [m["sent"] for m in _materializations(instance, partition)] == [38]
         assert _observations(first) == []
+        # Every asset's materialization carries its column schema, a row count and a preview.
+        for event in first.get_asset_materialization_events():
+            metadata = event.materialization.metadata
+            assert isinstance(metadata["dagster/column_schema"].value, TableSchema), event
+            assert metadata["dagster/row_count"].value > 0, event
+            assert any(isinstance(v, MarkdownMetadataValue) for v in metadata.values()), event
+        assert len(first.get_asset_materialization_events()) == 4
 
         rerun = _sample_run(sample_warehouse, outbox, instance)
         assert rerun.success
