@@ -34,7 +34,8 @@ test: $(INSTALLED)
 # The scheduler-detection matrix: real daemons at the defaults, SQLite and PostgreSQL instances,
 # one host and two (namespaces), three runs each, and the false alarms; prints every delay.
 drills: $(INSTALLED)
-	$(BIN)/python -m pytest -m drills_matrix -s tests/drills/test_scheduler_matrix.py
+	$(BIN)/python -m pytest -m drills_matrix -s tests/drills/test_scheduler_matrix.py \
+		tests/drills/test_smtp_faults.py
 
 # ruff, pyright (standard mode) and the import contracts of pyproject.toml; pre-commit runs the same.
 lint: $(INSTALLED)
