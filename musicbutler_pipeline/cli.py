@@ -179,11 +179,17 @@ def _print_unsent(summary: RunSummary) -> None:
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from musicbutler_pipeline.definitions import defs
+    from musicbutler_pipeline.domain.sends import stale_send_refusal
     from musicbutler_pipeline.locks import send_lock
+    from musicbutler_pipeline.partitions import latest_partition_day
     from musicbutler_pipeline.runner import dagster_instance, run_day
 
     day = _day(args.date)
     _engine(settings).dispose()  # refuse early, with one line, when the schema is missing
+    # Refused before any run starts; the asset refuses the same way a run launched elsewhere.
+    refusal = stale_send_refusal(day, latest_partition_day(), settings.max_send_age_days)
+    if refusal and not args.allow_old:
+        raise CommandError(f"--date: {refusal}", EXIT_USAGE)
     # A quick look before starting a run at all; the asset takes the same lock for real.
     probe = send_lock(settings.warehouse_url, day)
     if not probe.try_acquire():

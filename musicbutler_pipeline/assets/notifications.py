@@ -16,7 +16,7 @@ from dagster import (
 from musicbutler_pipeline.assets.drops import user_drops
 from musicbutler_pipeline.assets.findings import NOTIFICATION_FINDINGS
 from musicbutler_pipeline.assets.metadata import column_schema, markdown_table
-from musicbutler_pipeline.domain.sends import STALE_AFTER, SendState
+from musicbutler_pipeline.domain.sends import STALE_AFTER, SendState, stale_send_refusal
 from musicbutler_pipeline.locks import send_lock
 from musicbutler_pipeline.partitions import daily_partitions, latest_partition_day
 from musicbutler_pipeline.processes import current_sender, sender_gone
@@ -133,24 +133,19 @@ def drop_notifications(
 def _refuse_stale_day(context: AssetExecutionContext, day: date, max_send_age_days: int) -> None:
     """Fail the step, before anything is sent, for a day older than the allowed age (a backfill
     of last month must not e-mail last month's "new music"), unless the run allows it."""
-    age = (latest_partition_day() - day).days
-    if age <= max_send_age_days:
+    refusal = stale_send_refusal(day, latest_partition_day(), max_send_age_days)
+    if refusal is None:
         return
     if context.run.tags.get(ALLOW_OLD_SEND_TAG, "").lower() == "true":
         context.log.warning(
-            "%s is %d days old (MUSICBUTLER_MAX_SEND_AGE_DAYS=%d): sending anyway, the run has %s",
+            "%s is older than MUSICBUTLER_MAX_SEND_AGE_DAYS=%d: sending anyway, the run has %s",
             day,
-            age,
             max_send_age_days,
             ALLOW_OLD_SEND_TAG,
         )
         return
     raise Failure(
-        description=(
-            f"refused: {day} is {age} days old, older than MUSICBUTLER_MAX_SEND_AGE_DAYS="
-            f"{max_send_age_days}; nothing was sent (to send anyway: `musicbutler run --date "
-            f"{day} --allow-old`, or the run tag {ALLOW_OLD_SEND_TAG}=true)"
-        ),
+        description=refusal,
         metadata={"refused": f"older than {max_send_age_days} days"},
         allow_retries=False,
     )

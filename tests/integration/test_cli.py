@@ -171,3 +171,13 @@ def test_a_reader_that_goes_away_gets_no_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert "BrokenPipeError" not in result.stderr
     assert result.returncode == 1
+
+
+def test_a_day_older_than_the_max_send_age_is_refused_before_any_run(tmp_path: Path) -> None:
+    assert musicbutler("db", "upgrade", cwd=tmp_path).returncode == 0
+    result = musicbutler("run", "--date", "2026-11-23", cwd=tmp_path)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "refused: 2026-11-23 is " in line
+    assert "older than MUSICBUTLER_MAX_SEND_AGE_DAYS=2" in line and "--allow-old" in line
+    assert not (tmp_path / ".musicbutler" / "dagster").exists()  # no run was started
