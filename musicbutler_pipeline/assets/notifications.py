@@ -64,7 +64,17 @@ def drop_notifications(
     context: AssetExecutionContext, warehouse: WarehouseResource, mailer: MailerResource
 ) -> Iterator[MaterializeResult | AssetObservation | AssetCheckEvaluation]:
     day = context.partition_time_window.start.date()
-    _refuse_stale_day(context, day, mailer.environment().max_send_age_days)
+    max_send_age_days = mailer.environment().max_send_age_days
+    refusal = _stale_day_refusal(context, day, max_send_age_days)
+    if refusal is not None:
+        # Before anything is sent. The checks' steps will be skipped: evaluate them here, so the
+        # partition's checks show what is owed rather than "skipped".
+        yield from _evaluate_planned_checks(context, warehouse)
+        raise Failure(
+            description=refusal,
+            metadata={"refused": f"older than {max_send_age_days} days"},
+            allow_retries=False,
+        )
     ledger = SendLedger(
         warehouse.engine, current_sender(context.run.run_id), sender_gone=sender_gone
     )
@@ -130,25 +140,21 @@ def drop_notifications(
     yield MaterializeResult(metadata=metadata)
 
 
-def _refuse_stale_day(context: AssetExecutionContext, day: date, max_send_age_days: int) -> None:
-    """Fail the step, before anything is sent, for a day older than the allowed age (a backfill
-    of last month must not e-mail last month's "new music"), unless the run allows it."""
+def _stale_day_refusal(
+    context: AssetExecutionContext, day: date, max_send_age_days: int
+) -> str | None:
+    """Why this run may not send ``day`` (older than the allowed age: a backfill of last month
+    must not e-mail last month's "new music"), or None, also when the run allows it."""
     refusal = stale_send_refusal(day, latest_partition_day(), max_send_age_days)
-    if refusal is None:
-        return
-    if context.run.tags.get(ALLOW_OLD_SEND_TAG, "").lower() == "true":
+    if refusal is not None and context.run.tags.get(ALLOW_OLD_SEND_TAG, "").lower() == "true":
         context.log.warning(
             "%s is older than MUSICBUTLER_MAX_SEND_AGE_DAYS=%d: sending anyway, the run has %s",
             day,
             max_send_age_days,
             ALLOW_OLD_SEND_TAG,
         )
-        return
-    raise Failure(
-        description=refusal,
-        metadata={"refused": f"older than {max_send_age_days} days"},
-        allow_retries=False,
-    )
+        return None
+    return refusal
 
 
 def _evaluate_planned_checks(

@@ -172,6 +172,14 @@ def test_a_day_older_than_the_max_send_age_is_refused_unless_allowed(
             "older than 2 days"
         )
         assert not outbox.exists() or not list(outbox.iterdir())
+        # The partition's check says what is owed, not "skipped".
+        [owed] = [
+            e
+            for e in refused.get_asset_check_evaluations()
+            if e.check_name == "every_owed_email_sent"
+        ]
+        assert (owed.passed, owed.partition) == (False, SAMPLE_DAY.isoformat())
+        assert owed.metadata["never_attempted"].value == 38
 
         allowed = _sample_run(sample_warehouse, outbox.as_uri(), instance)
         assert allowed.success
