@@ -56,7 +56,7 @@ ALLOW_OLD_SEND_TAG = "musicbutler/allow-old-send"
         "Materialized when a run sends (or tries to send) an email; a re-run that finds "
         "everything already sent records an observation with its counts instead, so the "
         "partition's materialization keeps saying what was sent. A day older than "
-        f"MUSICBUTLER_MAX_SEND_AGE_DAYS is refused unless the run has the tag "
+        "MUSICBUTLER_MAX_SEND_AGE_DAYS is refused unless the run has the tag "
         f"`{ALLOW_OLD_SEND_TAG}=true`."
     ),
 )
