@@ -36,7 +36,7 @@ test: $(INSTALLED)
 # deployment test: the shipped schedule's real run under a webserver and `musicbutler daemon`.
 drills: $(INSTALLED)
 	$(BIN)/python -m pytest -m drills_matrix -s tests/drills/test_scheduler_matrix.py \
-	  tests/integration/test_deployment.py
+	  tests/integration/test_deployment.py tests/drills/test_smtp_faults.py
 
 # ruff, pyright (standard mode) and the import contracts of pyproject.toml; pre-commit runs the same.
 lint: $(INSTALLED)

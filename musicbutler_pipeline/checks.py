@@ -6,30 +6,27 @@ ones (stale claims, duplicates, schedulers) say how things stood when that day r
 
 import warnings
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetChecksDefinition,
-    AssetCheckSeverity,
-    MetadataValue,
     PreviewWarning,
     asset_check,
 )
 
 from musicbutler_pipeline.assets import drop_notifications
-from musicbutler_pipeline.assets.metadata import markdown_table
-from musicbutler_pipeline.domain.schedulers import ALERT_PERIOD, DUPLICATE_SCHEDULER
+from musicbutler_pipeline.assets.findings import (
+    duplicate_sends_finding,
+    owed_emails_finding,
+    single_scheduler_finding,
+    stale_claims_finding,
+)
 from musicbutler_pipeline.domain.sends import STALE_AFTER
 from musicbutler_pipeline.partitions import daily_partitions
-from musicbutler_pipeline.processes import sender_gone
 from musicbutler_pipeline.resources import WarehouseResource
-from musicbutler_pipeline.services.schedulers import scheduler_evidence
-from musicbutler_pipeline.warehouse.health import release_groups_sent_twice
-from musicbutler_pipeline.warehouse.ledger import SendLedger
-from musicbutler_pipeline.warehouse.monitoring import latest_alert
 
 
 def _daily_check(
@@ -65,29 +62,7 @@ def _daily_check(
 def every_owed_email_sent(
     context: AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> AssetCheckResult:
-    # Evaluated per partition, in the run that sent it: a look-back over the last days would
-    # let a day whose every email failed pass as soon as an older failure was resolved.
-    day = date.fromisoformat(context.partition_key)
-    ledger = SendLedger(warehouse.engine)
-    [unsent] = ledger.unsent_days(day, day) or [None]
-    missing = ledger.unsent_emails(day, day)
-    only_rejected = unsent is None or unsent.needs_attention == 0
-    return AssetCheckResult(
-        passed=unsent is None,
-        severity=AssetCheckSeverity.WARN if only_rejected else AssetCheckSeverity.ERROR,
-        metadata={
-            "day": day.isoformat(),
-            "owed_but_not_sent": unsent.total if unsent else 0,
-            "failed_temporarily": unsent.retryable if unsent else 0,
-            "outcome_unknown": unsent.unknown if unsent else 0,
-            "rejected": unsent.rejected if unsent else 0,
-            "claimed_without_outcome": unsent.claimed if unsent else 0,
-            "never_attempted": unsent.never_claimed if unsent else 0,
-            "examples": MetadataValue.md(
-                markdown_table(("day", "subscriber", "ledger state", "error"), missing[:20])
-            ),
-        },
-    )
+    return owed_emails_finding(warehouse, date.fromisoformat(context.partition_key))
 
 
 @_daily_check(
@@ -100,20 +75,7 @@ def every_owed_email_sent(
 def no_stale_claims(
     context: AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> AssetCheckResult:
-    stale = SendLedger(warehouse.engine, sender_gone=sender_gone).unresolved_claims(STALE_AFTER)
-    return AssetCheckResult(
-        passed=not stale,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={
-            "unresolved_claims": len(stale),
-            "examples": MetadataValue.md(
-                markdown_table(
-                    ("day", "recipient", "run", "why"),
-                    ((r.partition_date, r.recipient, r.run_id, why) for r, why in stale[:20]),
-                )
-            ),
-        },
-    )
+    return stale_claims_finding(warehouse)
 
 
 @_daily_check(
@@ -122,20 +84,7 @@ def no_stale_claims(
 def no_duplicate_sends(
     context: AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> AssetCheckResult:
-    duplicates = SendLedger(warehouse.engine).duplicate_sends()
-    with warehouse.engine.connect() as connection:
-        repeated = release_groups_sent_twice(connection)
-    return AssetCheckResult(
-        passed=not duplicates and not repeated,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={
-            "subscriber_days_with_two_sends": len(duplicates),
-            "release_groups_in_two_emails": len(repeated),
-            "examples": MetadataValue.md(
-                markdown_table(("subscriber", "release group", "days"), repeated[:20])
-            ),
-        },
-    )
+    return duplicate_sends_finding(warehouse)
 
 
 @_daily_check(
@@ -147,17 +96,7 @@ def no_duplicate_sends(
 def single_scheduler(
     context: AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> AssetCheckResult:
-    now = datetime.now(UTC)
-    alert = latest_alert(warehouse.engine, DUPLICATE_SCHEDULER, since=now - ALERT_PERIOD)
-    problem = scheduler_evidence(warehouse.engine, now=now).problem
-    return AssetCheckResult(
-        passed=alert is None and problem is None,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={
-            "last_alert": f"{alert[0]:%Y-%m-%d %H:%M} UTC: {alert[1]}" if alert else "none",
-            "now": problem or "one scheduler",
-        },
-    )
+    return single_scheduler_finding(warehouse)
 
 
 daily_checks = [every_owed_email_sent, no_stale_claims, no_duplicate_sends, single_scheduler]

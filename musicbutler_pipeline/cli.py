@@ -184,18 +184,26 @@ def _print_unsent(summary: RunSummary) -> None:
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from musicbutler_pipeline.definitions import defs
+    from musicbutler_pipeline.domain.sends import stale_send_refusal
     from musicbutler_pipeline.locks import send_lock
+    from musicbutler_pipeline.partitions import latest_partition_day
     from musicbutler_pipeline.runner import dagster_instance, run_day
 
     day = _day(args.date)
     _engine(settings).dispose()  # refuse early, with one line, when the schema is missing
+    # Refused before any run starts; the asset refuses the same way a run launched elsewhere.
+    refusal = stale_send_refusal(day, latest_partition_day(), settings.max_send_age_days)
+    if refusal and not args.allow_old:
+        raise CommandError(f"--date: {refusal}", EXIT_USAGE)
     # A quick look before starting a run at all; the asset takes the same lock for real.
     probe = send_lock(settings.warehouse_url, day)
     if not probe.try_acquire():
         print(f"{day} is being sent right now by {probe.holder()}: this process sends nothing.")
         return EXIT_OK
     probe.release()
-    summary = run_day(day, definitions=defs, instance=dagster_instance(settings))
+    summary = run_day(
+        day, definitions=defs, instance=dagster_instance(settings), allow_old=args.allow_old
+    )
     return _print_run(summary, settings)
 
 
@@ -432,9 +440,16 @@ def build_parser() -> argparse.ArgumentParser:
         "materialize the day's four assets in-process and send its digests",
         "Runs daily_drops_job on the DAGSTER_HOME instance (its runs show in the UI). Nothing is "
         "sent twice: exit 0 when the day had already been sent, 1 when owed email did not go "
-        "out. A configuration that cannot work is refused before any run starts (exit 2).",
+        "out. A configuration that cannot work, or a day older than "
+        "MUSICBUTLER_MAX_SEND_AGE_DAYS without --allow-old, is refused before any run starts "
+        "(exit 2).",
     )
     run.add_argument("--date", required=True, help=f"{DATE_HELP}; today at the latest")
+    run.add_argument(
+        "--allow-old",
+        action="store_true",
+        help="send even if the day is older than MUSICBUTLER_MAX_SEND_AGE_DAYS (refused otherwise)",
+    )
     run.set_defaults(func=cmd_run)
 
     sends = _command(

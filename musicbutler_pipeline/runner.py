@@ -16,6 +16,7 @@ from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, Definitions, 
 from sqlalchemy.exc import SQLAlchemyError
 
 from musicbutler_pipeline.assets import drop_notifications
+from musicbutler_pipeline.assets.notifications import ALLOW_OLD_SEND_TAG
 from musicbutler_pipeline.jobs import daily_drops_job
 from musicbutler_pipeline.locks import ExclusiveLock, scheduler_lock
 from musicbutler_pipeline.processes import process_alive
@@ -201,9 +202,11 @@ def run_day(
     definitions: Definitions,
     instance: DagsterInstance,
     log_level: str = "WARNING",
+    allow_old: bool = False,
 ) -> RunSummary:
     """Materialize the four assets for ``day`` and report what the notification step did.
 
+    ``allow_old`` sends a day older than MUSICBUTLER_MAX_SEND_AGE_DAYS (refused otherwise).
     Raises ``NotConfigured`` before anything is recorded in the instance when a resource lacks
     a setting it needs (no failed run is left behind for a configuration that cannot work)."""
     if problems := configuration_problems(definitions.resources or {}):
@@ -221,11 +224,17 @@ def run_day(
             LAUNCHED_BY_TAG: "musicbutler run",
             HOST_TAG: socket.gethostname(),
             PID_TAG: str(os.getpid()),
+            **({ALLOW_OLD_SEND_TAG: "true"} if allow_old else {}),
         },
     )
     notifications: dict[str, Any] = {}
-    for materialization in result.asset_materializations_for_node(drop_notifications.op.name):
-        notifications = {key: value.value for key, value in materialization.metadata.items()}
+    # A run that sent nothing new records an observation rather than a materialization.
+    node = drop_notifications.op.name
+    for event in [
+        *result.asset_materializations_for_node(node),
+        *result.asset_observations_for_node(node),
+    ]:
+        notifications = {key: value.value for key, value in event.metadata.items()}
     error = None
     if not result.success:
         failures = [event for event in result.all_events if event.is_step_failure]

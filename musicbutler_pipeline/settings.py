@@ -66,6 +66,12 @@ class Settings:
     operator_email: str | None
     # Days after its partition within which a digest is still worth sending (retries stop then).
     max_send_age_days: int = 2
+    # Hours after its partition's end by which a day's owed emails must all be sent, or the
+    # operator is e-mailed (sensors/deadlines.py).
+    send_deadline_hours: int = 6
+    # The retry sensor's wait after a day's first failed attempt, doubling up to the maximum.
+    retry_backoff_seconds: int = 300
+    retry_max_backoff_seconds: int = 3600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -99,6 +105,18 @@ class Settings:
         if operator_email and "@" not in operator_email:
             raise SettingsError("MUSICBUTLER_OPERATOR_EMAIL", f"{operator_email!r} is no address")
         max_send_age_days = _max_send_age_days(get("MUSICBUTLER_MAX_SEND_AGE_DAYS"))
+        send_deadline_hours = _whole_number(
+            "MUSICBUTLER_SEND_DEADLINE_HOURS", get("MUSICBUTLER_SEND_DEADLINE_HOURS"), 6, 0, 720
+        )
+        backoff = _whole_number(
+            "MUSICBUTLER_RETRY_BACKOFF_SECONDS", get("MUSICBUTLER_RETRY_BACKOFF_SECONDS"), 300, 1
+        )
+        max_backoff = _whole_number(
+            "MUSICBUTLER_RETRY_MAX_BACKOFF_SECONDS",
+            get("MUSICBUTLER_RETRY_MAX_BACKOFF_SECONDS"),
+            max(3600, backoff),
+            backoff,
+        )
         return cls(
             home=home,
             warehouse_url=warehouse_url,
@@ -112,6 +130,9 @@ class Settings:
             dagster_home=dagster_home,
             operator_email=operator_email,
             max_send_age_days=max_send_age_days,
+            send_deadline_hours=send_deadline_hours,
+            retry_backoff_seconds=backoff,
+            retry_max_backoff_seconds=max_backoff,
         )
 
     def ensure_home(self) -> None:
@@ -298,3 +319,17 @@ def _max_send_age_days(value: str | None, default: int = 2) -> int:
             "MUSICBUTLER_MAX_SEND_AGE_DAYS", f"must be between 0 and 3650 days, got {value!r}"
         )
     return days
+
+
+def _whole_number(
+    variable: str, value: str | None, default: int, minimum: int, maximum: int = 86400
+) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise SettingsError(variable, f"{value!r} is not a whole number") from None
+    if not minimum <= number <= maximum:
+        raise SettingsError(variable, f"must be between {minimum} and {maximum}, got {value!r}")
+    return number

@@ -1,7 +1,7 @@
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from musicbutler_pipeline.assets.libraries import user_libraries
-from musicbutler_pipeline.assets.metadata import markdown_table
+from musicbutler_pipeline.assets.metadata import column_schema, markdown_table
 from musicbutler_pipeline.assets.releases import artist_releases
 from musicbutler_pipeline.partitions import daily_partitions
 from musicbutler_pipeline.resources import WarehouseResource
@@ -16,6 +16,9 @@ from musicbutler_pipeline.warehouse.schema import drops
     deps=[user_libraries, artist_releases],
     group_name="musicbutler",
     kinds={"sql"},
+    owners=["team:data"],
+    code_version="drops-1",
+    metadata={"dagster/column_schema": column_schema(drops)},
     description=(
         "Per subscriber, the followed artists' release groups of the day, minus any release "
         "group already announced to that subscriber on another day. One INSERT ... SELECT."
@@ -37,5 +40,7 @@ def user_drops(context: AssetExecutionContext, warehouse: WarehouseResource) -> 
             "preview": MetadataValue.md(
                 markdown_table(("release group", "artist credit", "subscribers"), top)
             ),
+            "dagster/column_schema": column_schema(drops),
+            "dagster/row_count": stats.drops,
         }
     )

@@ -4,7 +4,7 @@ from typing import Any
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from musicbutler_pipeline.assets.metadata import markdown_table
+from musicbutler_pipeline.assets.metadata import column_schema, markdown_table
 from musicbutler_pipeline.partitions import daily_partitions
 from musicbutler_pipeline.resources import LibrarySourceResource, WarehouseResource
 from musicbutler_pipeline.sources.listenbrainz import LibraryStatus
@@ -16,12 +16,16 @@ from musicbutler_pipeline.warehouse.libraries import (
     sync_listenbrainz_follows,
     top_followed_artists,
 )
+from musicbutler_pipeline.warehouse.schema import library_artists
 
 
 @asset(
     partitions_def=daily_partitions,
     group_name="musicbutler",
-    kinds={"sql"},
+    kinds={"sql", "csv"},
+    owners=["team:data"],
+    code_version="libraries-1",
+    metadata={"dagster/column_schema": column_schema(library_artists)},
     description=(
         "Who follows which artist on the partition's day. Follows are kept once, with their "
         "validity, in `library_artists`; this asset copies nothing per day. Subscribers with a "
@@ -54,6 +58,8 @@ def user_libraries(
             "follows_added_on_day": stats.added_on_day,
             "follows_removed_on_day": stats.removed_on_day,
             "most_followed": MetadataValue.md(markdown_table(("artist", "followers"), top)),
+            "dagster/column_schema": column_schema(library_artists),
+            "dagster/row_count": stats.follows,
             **listenbrainz,
         }
     )

@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
-from musicbutler_pipeline.assets.metadata import markdown_table
+from musicbutler_pipeline.assets.metadata import column_schema, markdown_table
 from musicbutler_pipeline.partitions import daily_partitions
 from musicbutler_pipeline.resources import ReleaseSourceResource, WarehouseResource
 from musicbutler_pipeline.settings import SettingsError
@@ -11,6 +11,7 @@ from musicbutler_pipeline.sources.musicbrainz import SOURCE_NAME
 from musicbutler_pipeline.warehouse.dialect import serialized_write
 from musicbutler_pipeline.warehouse.pages import replace_source_pages
 from musicbutler_pipeline.warehouse.releases import claim_release_groups
+from musicbutler_pipeline.warehouse.schema import release_groups
 
 # The client's rate limiter holds within one process. Runs of several partitions at once (a
 # backfill) are separate processes: with a limit of 1 on this pool they fetch one at a time.
@@ -20,7 +21,10 @@ MUSICBRAINZ_POOL = "musicbrainz"
 @asset(
     partitions_def=daily_partitions,
     group_name="musicbutler",
-    kinds={"sql"},
+    kinds={"sql", "musicbrainz"},
+    owners=["team:data"],
+    code_version="releases-1",
+    metadata={"dagster/column_schema": column_schema(release_groups)},
     pool=MUSICBRAINZ_POOL,
     description=(
         "Release groups announced on the partition's day (MusicBrainz, searched by date with a "
@@ -71,6 +75,8 @@ def artist_releases(
     return MaterializeResult(
         metadata={
             "release_groups": len(claim.owned),
+            "dagster/column_schema": column_schema(release_groups),
+            "dagster/row_count": len(claim.owned),
             "release_groups_dated_on_day": claim.dated_on_day,
             "release_groups_added_late": claim.added_late,
             "release_groups_moved_from_later_partitions": claim.moved_from_later,

@@ -148,3 +148,16 @@ class ReconcileResult:
 
 class LostClaim(RuntimeError):
     """The claim this sender held was resolved by someone else while it was sending."""
+
+
+def stale_send_refusal(day: date, today: date, max_send_age_days: int) -> str | None:
+    """Why ``day`` may not be sent on ``today`` without the operator's say-so, or None: its
+    digests announce "new music" that is more than ``max_send_age_days`` old."""
+    age = (today - day).days
+    if age <= max_send_age_days:
+        return None
+    return (
+        f"refused: {day} is {age} days old, older than MUSICBUTLER_MAX_SEND_AGE_DAYS="
+        f"{max_send_age_days}; nothing was sent (to send anyway: `musicbutler run --date {day} "
+        "--allow-old`, or the run tag musicbutler/allow-old-send=true)"
+    )

@@ -5,12 +5,13 @@ A day whose emails failed temporarily (mail server down, login refused, 4xx) get
 failed temporarily are claimable again; sent, rejected (5xx) and unknown-outcome rows never are.
 
 Backoff: after a day's n-th attempt failed, wait ``backoff * 2**(n-1)`` (at most
-``max_backoff``) counted from its latest failure. A day is retried only while it is at most
-``MUSICBUTLER_MAX_SEND_AGE_DAYS`` old (default 2): past that the digest is stale ("new music" from
-three days ago), and the operator decides. Never two runs of a partition at once: a day with a
-queued or running run is skipped, the run key is unique per attempt round, and the instance's
-tag limit on ``musicbutler/notifications`` (deploy/dagster.yaml) runs one notification run at a
-time.
+``max_backoff``) counted from its latest failure: ``MUSICBUTLER_RETRY_BACKOFF_SECONDS``
+(default 300) and ``MUSICBUTLER_RETRY_MAX_BACKOFF_SECONDS`` (default 3600), read at each tick.
+A day is retried only while it is at most ``MUSICBUTLER_MAX_SEND_AGE_DAYS`` old (default 2):
+past that the digest is stale ("new music" from three days ago), the notification asset refuses
+it, and the operator decides. Never two runs of a partition at once: a day with a queued or
+running run is skipped, the run key is unique per attempt round, and the instance's tag limit on
+``musicbutler/notifications`` (deploy/dagster.yaml) runs one notification run at a time.
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ from musicbutler_pipeline.resources import WarehouseResource
 from musicbutler_pipeline.warehouse.ledger import SendLedger
 
 RETRY_ATTEMPT_TAG = "musicbutler/retry-attempt"
-BACKOFF = timedelta(minutes=5)
-MAX_BACKOFF = timedelta(hours=1)
 UNFINISHED = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -55,12 +54,10 @@ def retry_delay(attempts: int, backoff: timedelta, max_backoff: timedelta) -> ti
 def build_retry_sensor(
     *,
     minimum_interval_seconds: int = 60,
-    backoff: timedelta = BACKOFF,
-    max_backoff: timedelta = MAX_BACKOFF,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> SensorDefinition:
-    """The retry sensor, on by default. Intervals are parameters so a deployment (or a drill)
-    can build its definitions with other waits."""
+    """The retry sensor, on by default. Its backoff comes from the settings at each tick; the
+    tick interval is part of the definition (Dagster reads it when the definitions load)."""
 
     @sensor(
         job=daily_drops_job,
@@ -68,7 +65,8 @@ def build_retry_sensor(
         default_status=DefaultSensorStatus.RUNNING,
         description=(
             "Requests another run of a day whose emails failed temporarily, with backoff "
-            f"({backoff} doubling to {max_backoff}), while the day is at most "
+            "(MUSICBUTLER_RETRY_BACKOFF_SECONDS, default 5 min, doubling up to "
+            "MUSICBUTLER_RETRY_MAX_BACKOFF_SECONDS, default 1 h), while the day is at most "
             "MUSICBUTLER_MAX_SEND_AGE_DAYS old. Rejected addresses and unknown outcomes are "
             "never retried."
         ),
@@ -78,6 +76,8 @@ def build_retry_sensor(
     ) -> SensorResult | SkipReason:
         now = clock()
         settings = warehouse.environment()
+        backoff = timedelta(seconds=settings.retry_backoff_seconds)
+        max_backoff = timedelta(seconds=settings.retry_max_backoff_seconds)
         today = latest_partition_day(now)
         oldest = today - timedelta(days=settings.max_send_age_days)
         requests = []

@@ -1,5 +1,5 @@
-"""Telling the operator, at most once an hour per kind: owed email that did not go out, and a
-second scheduler.
+"""Telling the operator: owed email that did not go out (at most once an hour per kind), a failed
+run (once per run), a day not all sent by its deadline (once per day), and a second scheduler.
 
 Two kinds for unsent email, so a day of temporary failures (which the retry sensor works on) never
 hides the one message whose outcome is unknown (which only an operator can resolve).
@@ -8,12 +8,14 @@ hides the one message whose outcome is unknown (which only an operator can resol
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 from sqlalchemy import Engine
 
+from musicbutler_pipeline.domain.schedulers import ALERT_PERIOD
+from musicbutler_pipeline.domain.sends import UnsentDay
 from musicbutler_pipeline.mail.backends.base import Mailer, MailError
 from musicbutler_pipeline.warehouse.monitoring import claim_alert
 
@@ -21,10 +23,16 @@ logger = logging.getLogger(__name__)
 
 UNKNOWN_OUTCOME = "unknown_outcome"
 UNSENT_DAY = "unsent_day"
+RUN_FAILED = "run_failed"
+SEND_DEADLINE = "send_deadline"
 SUBJECTS = {
     UNKNOWN_OUTCOME: "email outcome unknown, decide with sends reconcile",
     UNSENT_DAY: "owed emails not sent",
+    RUN_FAILED: "the daily run failed",
+    SEND_DEADLINE: "owed emails not all sent by the deadline",
 }
+# Claims keyed per run or per day are never repeated: one period longer than any retention.
+ONCE = timedelta(days=3660)
 
 
 def unknown_outcome_text(day: date, count: int) -> str:
@@ -46,6 +54,22 @@ def unsent_day_text(day: date, failed: int, max_send_age_days: int) -> str:
     )
 
 
+def run_failed_text(partition: str, job_name: str, run_id: str, failures: list[str]) -> str:
+    why = "; ".join(failures) or "no step failed (the run itself did: see its logs)"
+    return (
+        f"{partition}: {job_name} run {run_id} failed: {why}. Its logs are in the Dagster UI "
+        f"(Runs); `musicbutler sends --date {partition}` shows what was sent."
+    )
+
+
+def missed_deadline_text(day: UnsentDay, deadline: datetime) -> str:
+    return (
+        f"{day.partition_date}: by {deadline:%Y-%m-%d %H:%M} UTC (MUSICBUTLER_SEND_DEADLINE_HOURS "
+        f"after the day) {day.needs_attention} owed email(s) were still not sent: "
+        f"{day.describe()}. `musicbutler sends --date {day.partition_date}` lists them."
+    )
+
+
 def alert_operator(
     engine: Engine,
     kind: str,
@@ -55,12 +79,14 @@ def alert_operator(
     mail_from: str,
     mailer: Mailer,
     now: datetime,
+    claim: str | None = None,
+    period: timedelta = ALERT_PERIOD,
 ) -> bool:
-    """Log ``text`` at ERROR and e-mail it to the operator if nobody did for ``kind`` this hour.
-    Returns whether an e-mail went out. A mail server that is the problem cannot carry the news:
-    that failure is logged, never raised."""
+    """Log ``text`` at ERROR and e-mail it to the operator if nobody did for ``claim`` (by
+    default ``kind``) within ``period``, on any host. Returns whether an e-mail went out. A mail
+    server that is the problem cannot carry the news: that failure is logged, never raised."""
     logger.error("%s", text)
-    if not claim_alert(engine, kind, text, now=now):
+    if not claim_alert(engine, claim or kind, text, now=now, period=period):
         return False
     if not operator_email:
         logger.warning("MUSICBUTLER_OPERATOR_EMAIL is not set: the operator gets no e-mail")

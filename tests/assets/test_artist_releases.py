@@ -18,6 +18,7 @@ from dagster import DagsterInstance, materialize
 from sqlalchemy import Engine, func, select
 
 from musicbutler_pipeline.assets import daily_assets
+from musicbutler_pipeline.assets.notifications import ALLOW_OLD_SEND_TAG
 from musicbutler_pipeline.demo import SAMPLE_DAY, SAMPLE_DIR
 from musicbutler_pipeline.resources import (
     CsvOnlyLibrarySource,
@@ -102,6 +103,7 @@ def run(engine: Engine, day: date, release_source: object, outbox: Path, instanc
         daily_assets,
         partition_key=day.isoformat(),
         instance=instance,
+        tags={ALLOW_OLD_SEND_TAG: "true"},  # the recorded days are in the past
         resources={
             "warehouse": WarehouseResource(url=engine.url.render_as_string(hide_password=False)),
             "release_source": release_source,

@@ -23,6 +23,7 @@ from musicbutler_pipeline.jobs import daily_drops_job
 from musicbutler_pipeline.partitions import latest_partition_day
 from musicbutler_pipeline.resources import WarehouseResource
 from musicbutler_pipeline.sensors.retries import build_retry_sensor, retry_delay
+from musicbutler_pipeline.settings import Settings, SettingsError
 from musicbutler_pipeline.warehouse.ledger import SendLedger
 from tests.builders import add_subscriber
 
@@ -133,3 +134,41 @@ def test_never_past_the_stale_point(sqlite_engine: Engine, monkeypatch: pytest.M
         monkeypatch.setenv("MUSICBUTLER_MAX_SEND_AGE_DAYS", "3")
         [request] = _requests(_tick(sqlite_engine, instance, later))
     assert request.partition_key == three_days_ago.isoformat()
+
+
+def test_the_backoff_is_a_setting_read_at_each_tick(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fail(sqlite_engine, "ana@example.com")
+    now = datetime.now(UTC)
+    with DagsterInstance.ephemeral() as instance:
+        assert _requests(_tick(sqlite_engine, instance, now + timedelta(seconds=30))) == []
+        monkeypatch.setenv("MUSICBUTLER_RETRY_BACKOFF_SECONDS", "20")
+        [request] = _requests(_tick(sqlite_engine, instance, now + timedelta(seconds=30)))
+    assert request.run_key == f"retry:{TODAY}:1"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("MUSICBUTLER_RETRY_BACKOFF_SECONDS", "0", "must be between 1 and 86400, got '0'"),
+        ("MUSICBUTLER_RETRY_BACKOFF_SECONDS", "5m", "'5m' is not a whole number"),
+        ("MUSICBUTLER_RETRY_MAX_BACKOFF_SECONDS", "10", "must be between 300 and 86400, got '10'"),
+        ("MUSICBUTLER_SEND_DEADLINE_HOURS", "-1", "must be between 0 and 720, got '-1'"),
+        ("MUSICBUTLER_SEND_DEADLINE_HOURS", "soon", "'soon' is not a whole number"),
+    ],
+)
+def test_bad_retry_and_deadline_settings_are_one_line(
+    variable: str, value: str, problem: str
+) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({variable: value})
+    assert str(raised.value) == f"{variable}: {problem}"
+
+
+def test_retry_and_deadline_defaults() -> None:
+    settings = Settings.from_env({})
+    assert (settings.retry_backoff_seconds, settings.retry_max_backoff_seconds) == (300, 3600)
+    assert settings.send_deadline_hours == 6
+    short = Settings.from_env({"MUSICBUTLER_RETRY_BACKOFF_SECONDS": "2"})
+    assert (short.retry_backoff_seconds, short.retry_max_backoff_seconds) == (2, 3600)

@@ -64,6 +64,8 @@ class Drill:
             DAGSTER_HOME=str(self.dagster_home),
             PYTHONUNBUFFERED="1",
             PYTHONPATH=str(REPO),  # the drills' own definitions module lives under tests/
+            # The sample day is fixed in the past: a user setting lets it be sent (and retried).
+            MUSICBUTLER_MAX_SEND_AGE_DAYS="3650",
         )
         env.update(self.extra_env)
         return env

@@ -1,20 +1,8 @@
-"""The project's definitions with only the retry sensor, ticking every few seconds with a short
-backoff (the same parameters a deployment can pass), so a drill sees a retry in a test's time."""
-
-from datetime import timedelta
+"""The project's definitions with only the retry sensor (no schedule firing during a drill).
+It runs at its shipped tick interval; a drill shortens the backoff only through the user settings
+MUSICBUTLER_RETRY_BACKOFF_SECONDS and MUSICBUTLER_RETRY_MAX_BACKOFF_SECONDS."""
 
 from musicbutler_pipeline.definitions import build_definitions
-from musicbutler_pipeline.sensors.retries import build_retry_sensor
+from musicbutler_pipeline.sensors import retry_failed_sends_sensor
 
-SENSOR_INTERVAL_SECONDS = 5
-
-defs = build_definitions(
-    schedules=[],
-    sensors=[
-        build_retry_sensor(
-            minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
-            backoff=timedelta(seconds=2),
-            max_backoff=timedelta(seconds=10),
-        )
-    ],
-)
+defs = build_definitions(schedules=[], sensors=[retry_failed_sends_sensor])

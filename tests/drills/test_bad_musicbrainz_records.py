@@ -186,6 +186,7 @@ def installation(
         MUSICBUTLER_SECRET_KEY="drill-secret-key-0123456789",
         DAGSTER_HOME=str(dagster_home),
         PYTHONUNBUFFERED="1",
+        MUSICBUTLER_MAX_SEND_AGE_DAYS="3650",  # the recorded day is fixed in the past
     )
     engine = make_engine(warehouse_url)
     upgrade(engine)

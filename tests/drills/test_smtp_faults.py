@@ -190,8 +190,22 @@ def test_faults_before_the_end_of_data_are_retried(
         assert set(_states(drill)) == {"sent"}
 
 
+@pytest.mark.parametrize(
+    "backoff_seconds",
+    [
+        # The user settings shorten the backoff (2 s doubling to 10 s); the tick interval stays.
+        pytest.param(2, id="short-backoff-setting"),
+        # Shipped defaults: the retry is due 5 min after the failure, ticks every 60 s.
+        pytest.param(
+            None, id="shipped-defaults", marks=[pytest.mark.drills_matrix, pytest.mark.timeout(900)]
+        ),
+    ],
+)
 def test_refused_login_turns_red_then_the_retry_sensor_sends_each_once(
-    tmp_path: Path, postgres_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    postgres_database: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+    backoff_seconds: int | None,
 ) -> None:
     """(e) The server refuses our login: all 38 fail, the run exits 1, the day's check fails,
     doctor exits 1. The server is fixed; the retry sensor under a real dagster-daemon requests a
@@ -200,8 +214,9 @@ def test_refused_login_turns_red_then_the_retry_sensor_sends_each_once(
         MisbehavingServer(Faults(), auth=True) as server,
         running(tmp_path, postgres_database, server, server.url()) as drill,
     ):
-        # The sample day is in the past; allow retries that far back (a user setting).
-        drill.extra_env["MUSICBUTLER_MAX_SEND_AGE_DAYS"] = "3650"
+        if backoff_seconds is not None:
+            drill.extra_env["MUSICBUTLER_RETRY_BACKOFF_SECONDS"] = str(backoff_seconds)
+            drill.extra_env["MUSICBUTLER_RETRY_MAX_BACKOFF_SECONDS"] = str(5 * backoff_seconds)
         server.refuse_logins()
         run = drill.musicbutler("run", "--date", DAY)
         assert run.returncode == 1, run.stdout + run.stderr
@@ -219,7 +234,7 @@ def test_refused_login_turns_red_then_the_retry_sensor_sends_each_once(
         try:
             wait_for(
                 lambda: set(_states(drill)) == {"sent"},
-                timeout=300,
+                timeout=300 if backoff_seconds else 300 + 420,
                 what="the retry sensor's run to send the day",
                 interval=1,
             )

@@ -132,7 +132,7 @@ def test_import_unsubscribe_run_and_ledger(tmp_path: Path, listenbrainz_without_
     out = musicbutler("unsubscribe", f"{local}@{domain.upper()}", cwd=tmp_path)
     assert out.returncode == 0 and "unsubscribed" in out.stdout
 
-    run = musicbutler("run", "--date", "2026-11-23", cwd=tmp_path, env=env)
+    run = musicbutler("run", "--date", "2026-11-23", "--allow-old", cwd=tmp_path, env=env)
     assert run.returncode == 0, run.stderr
     assert "37 email(s) sent" in run.stdout
     ledger = musicbutler("sends", "--date", "2026-11-23", cwd=tmp_path)
@@ -141,7 +141,7 @@ def test_import_unsubscribe_run_and_ledger(tmp_path: Path, listenbrainz_without_
     assert leaver not in ledger.stdout
     assert ledger.stdout.count(" sent ") == 37
 
-    rerun = musicbutler("run", "--date", "2026-11-23", cwd=tmp_path, env=env)
+    rerun = musicbutler("run", "--date", "2026-11-23", "--allow-old", cwd=tmp_path, env=env)
     assert rerun.returncode == 0
     assert "0 email(s) sent, 37 already sent earlier" in rerun.stdout
 
@@ -202,7 +202,9 @@ def _runs_in_instance(folder: Path) -> int:
 
 def test_a_configuration_that_cannot_work_is_refused_before_any_run(after_the_demo: Path) -> None:
     runs_before = _runs_in_instance(after_the_demo)
-    refused = musicbutler("run", "--date", "2026-11-23", cwd=after_the_demo, timeout=60)
+    refused = musicbutler(
+        "run", "--date", "2026-11-23", "--allow-old", cwd=after_the_demo, timeout=60
+    )
     assert refused.returncode == 2
     assert refused.stderr.startswith(
         "musicbutler: configuration error: MUSICBUTLER_CONTACT: required to call MusicBrainz"
@@ -225,12 +227,14 @@ def test_the_offline_run_the_demo_prints_works(after_the_demo: Path) -> None:
     doctor = musicbutler("doctor", cwd=after_the_demo, env=offline)
     assert doctor.returncode == 0, doctor.stdout
     assert "ListenBrainz off" in doctor.stdout
-    run = musicbutler("run", "--date", "2026-11-23", cwd=after_the_demo, env=offline)
+    run = musicbutler("run", "--date", "2026-11-23", "--allow-old", cwd=after_the_demo, env=offline)
     assert run.returncode == 0, run.stderr
     assert "nothing was sent twice" in run.stdout
 
     missing = {**offline, "MUSICBUTLER_MUSICBRAINZ_URL": (after_the_demo / "nowhere").as_uri()}
-    refused = musicbutler("run", "--date", "2026-11-23", cwd=after_the_demo, env=missing)
+    refused = musicbutler(
+        "run", "--date", "2026-11-23", "--allow-old", cwd=after_the_demo, env=missing
+    )
     assert refused.returncode == 2
     assert refused.stderr.strip() == (
         "musicbutler: configuration error: MUSICBUTLER_MUSICBRAINZ_URL: "
@@ -290,3 +294,13 @@ def test_a_future_date_is_refused_only_where_it_would_run_or_send(after_the_demo
         refused = musicbutler(*args, cwd=after_the_demo)
         assert refused.returncode == 2
         assert "in the future: the latest day that can be run" in refused.stderr
+
+
+def test_a_day_older_than_the_max_send_age_is_refused_before_any_run(tmp_path: Path) -> None:
+    assert musicbutler("db", "upgrade", cwd=tmp_path).returncode == 0
+    result = musicbutler("run", "--date", "2026-11-23", cwd=tmp_path)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "refused: 2026-11-23 is " in line
+    assert "older than MUSICBUTLER_MAX_SEND_AGE_DAYS=2" in line and "--allow-old" in line
+    assert not (tmp_path / ".musicbutler" / "dagster").exists()  # no run was started

@@ -13,7 +13,7 @@ from tests.integration.test_cli import listenbrainz_without_stats, musicbutler
 __all__ = ["listenbrainz_without_stats"]  # a fixture used below
 
 PASSWORD = "S3cretPass"
-COMMANDS = [["doctor"], ["run", "--date", "2026-11-23"], ["db", "upgrade"]]
+COMMANDS = [["doctor"], ["run", "--date", "2026-11-23", "--allow-old"], ["db", "upgrade"]]
 
 MALFORMED = [
     ("MUSICBUTLER_MAIL_URL", f"smtp:/mailer:{PASSWORD}@h:587", "not a URL"),
@@ -88,7 +88,7 @@ def test_a_run_that_cannot_reach_smtp_keeps_the_password_out_of_everything(
         ["db", "upgrade"],
         ["subscribers", "import", str(SAMPLE_DIR / "subscribers.csv")],
         ["library", "import", str(SAMPLE_DIR / "library.csv")],
-        ["run", "--date", "2026-11-23"],
+        ["run", "--date", "2026-11-23", "--allow-old"],
         ["sends", "--date", "2026-11-23"],
         ["doctor"],
     ):
