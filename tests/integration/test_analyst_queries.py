@@ -21,6 +21,7 @@ from dagster import DagsterInstance, materialize
 from sqlalchemy import Engine, inspect, text
 
 from musicbutler_pipeline.assets import daily_assets
+from musicbutler_pipeline.assets.notifications import ALLOW_OLD_SEND_TAG
 from musicbutler_pipeline.demo import SAMPLE_DAY, SAMPLE_DIR
 from musicbutler_pipeline.resources import (
     CsvOnlyLibrarySource,
@@ -170,6 +171,7 @@ def sample_day(engine: Engine, smtp_server, tmp_path: Path) -> Engine:
             daily_assets,
             partition_key=DAY,
             instance=instance,
+            tags={ALLOW_OLD_SEND_TAG: "true"},  # the sample day is in the past
             resources={
                 "warehouse": WarehouseResource(
                     url=engine.url.render_as_string(hide_password=False)
