@@ -62,4 +62,6 @@ def ui_command(settings: Settings) -> str:
 
 def run_command(settings: Settings) -> str:
     """`musicbutler run` for the sample day, offline, as the demo ran it."""
-    return f"{offline_environment(settings)} .venv/bin/musicbutler run --date {SAMPLE_DAY}"
+    return (
+        f"{offline_environment(settings)} .venv/bin/musicbutler run --date {SAMPLE_DAY} --allow-old"
+    )
