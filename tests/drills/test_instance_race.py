@@ -98,6 +98,7 @@ def _concurrent_first_runs(tmp_path: Path, listenbrainz_url: str) -> None:
         MUSICBUTLER_SECRET_KEY="drill-secret-key-0123456789",
         MUSICBUTLER_MUSICBRAINZ_URL=(SAMPLE_DIR / "musicbrainz").as_uri(),
         MUSICBUTLER_LISTENBRAINZ_URL=listenbrainz_url,
+        MUSICBUTLER_MAX_SEND_AGE_DAYS="3650",  # the sample day is fixed in the past
     )
 
     def musicbutler(*args: str) -> list[str]:
