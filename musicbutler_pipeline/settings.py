@@ -72,6 +72,8 @@ class Settings:
     # The retry sensor's wait after a day's first failed attempt, doubling up to the maximum.
     retry_backoff_seconds: int = 300
     retry_max_backoff_seconds: int = 3600
+    # The sender's postal address in every digest's footer (bulk-mail rules ask for one).
+    postal_address: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -117,6 +119,7 @@ class Settings:
             max(3600, backoff),
             backoff,
         )
+        postal_address = _postal_address(get("MUSICBUTLER_POSTAL_ADDRESS"))
         return cls(
             home=home,
             warehouse_url=warehouse_url,
@@ -133,6 +136,7 @@ class Settings:
             send_deadline_hours=send_deadline_hours,
             retry_backoff_seconds=backoff,
             retry_max_backoff_seconds=max_backoff,
+            postal_address=postal_address,
         )
 
     def ensure_home(self) -> None:
@@ -291,6 +295,27 @@ def _check_sqlalchemy_url(variable: str, value: str) -> None:
         ) from None
     if url.port is not None and not 0 < url.port < 65536:
         raise SettingsError(variable, _BAD_PORT)
+
+
+# A footer line, not a letter: long enough for any real address, short enough to stay one line.
+MAX_POSTAL_ADDRESS = 200
+
+
+def _postal_address(value: str | None) -> str | None:
+    """One line of printable text (``12 Example Street, 10115 Berlin, Germany``), or None."""
+    if value is None:
+        return None
+    if not value.isprintable():
+        raise SettingsError(
+            "MUSICBUTLER_POSTAL_ADDRESS",
+            "must be one line without control characters (separate its parts with commas)",
+        )
+    if len(value) > MAX_POSTAL_ADDRESS:
+        raise SettingsError(
+            "MUSICBUTLER_POSTAL_ADDRESS",
+            f"is {len(value)} characters long, at most {MAX_POSTAL_ADDRESS} fit a footer line",
+        )
+    return value
 
 
 def _positive_float(variable: str, value: str | None, default: float = 1.0) -> float:

@@ -4,8 +4,10 @@
     .venv/bin/python scripts/screenshot_digest.py [--out docs/digest.png] [--width 680]
 
 Needs Debian's ``chromium`` (``apt-get install -y chromium``). The sample is built in code: a
-subscriber and artists with non-ASCII names, a multi-artist credit, and titles with characters
-that HTML must escape, rendered by the same ``render_digest`` the pipeline uses. The browser gets
+subscriber and artists with non-ASCII names, a multi-artist credit, titles with characters that
+HTML must escape, releases out that day and two that reached MusicBrainz late (so both sections
+show), and a sender with a postal address, rendered by the same ``render_digest`` the pipeline
+uses. The browser gets
 no network at all, so the Cover Art Archive images fail as they do when a mail client blocks
 images: the picture shows that fallback (a coloured tile with the title as alt text).
 """
@@ -20,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from musicbutler_pipeline.domain.digest import render_digest
@@ -31,7 +33,7 @@ from musicbutler_pipeline.domain.models import (
     ReleaseGroup,
     Subscriber,
 )
-from musicbutler_pipeline.mail.tokens import unsubscribe_links
+from musicbutler_pipeline.mail.tokens import MailIdentity
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = date(2026, 11, 23)
@@ -68,31 +70,34 @@ def _release(
     primary: str,
     credits: list[tuple[str, str]],
     secondary: tuple[str, ...] = (),
+    released: date = DAY,
 ) -> ReleaseGroup:
     return ReleaseGroup(
         mbid=_mbid(title),
         title=title,
         primary_type=primary,
         secondary_types=secondary,
-        first_release_date=DAY.isoformat(),
-        release_date=DAY,
+        first_release_date=released.isoformat(),
+        release_date=released,
         artists=tuple(CreditedArtist(_mbid(name), name, join) for name, join in credits),
     )
 
 
 def sample_digest() -> Digest:
-    """A fictional but typical digest: five artists, six releases, several scripts."""
+    """A fictional but typical digest: five artists, six releases (two added to MusicBrainz
+    late), several scripts."""
 
     def followed(name: str, *releases: ReleaseGroup) -> DigestArtist:
         return DigestArtist(_mbid(name), name, releases)
 
     subscriber = Subscriber(42, "zoe+music@example.org", "Zoë")
-    links = unsubscribe_links(
-        subscriber.id,
-        base_url="https://musicbutler.example.org",
+    identity = MailIdentity(
         mail_from="MusicButler <butler@musicbutler.example.org>",
-        key=b"screenshot-sample-key-not-a-secret",
+        base_url="https://musicbutler.example.org",
+        secret_key=b"screenshot-sample-key-not-a-secret",
+        postal_address="12 Example Street, 10115 Berlin, Germany",
     )
+    unsubscribe_url, unsubscribe_mailto = identity.unsubscribe_links(subscriber.id)
     return Digest(
         subscriber=subscriber,
         partition_date=DAY,
@@ -108,11 +113,22 @@ def sample_digest() -> Digest:
             followed("Four Tet", _release("Lantern Dub", "Single", [("Four Tet", "")])),
             followed(
                 "Sigur Rós",
-                _release("Ljósið í myrkrinu", "EP", [("Sigur Rós", "")], ("Live",)),
+                _release(
+                    "Ljósið í myrkrinu",
+                    "EP",
+                    [("Sigur Rós", "")],
+                    ("Live",),
+                    released=DAY - timedelta(days=6),
+                ),
             ),
             followed(
                 "Taylor Swift",
-                _release("The Archer's Almanac", "Album", [("Taylor Swift", "")]),
+                _release(
+                    "The Archer's Almanac",
+                    "Album",
+                    [("Taylor Swift", "")],
+                    released=DAY - timedelta(days=2),
+                ),
                 _release(
                     "Love & <Hate>",
                     "Single",
@@ -124,8 +140,9 @@ def sample_digest() -> Digest:
                 _release("夜明けのメロディ", "Single", [("宇多田ヒカル", "")], ("Remix",)),
             ),
         ),
-        unsubscribe_url=links.url,
-        unsubscribe_mailto=links.mailto,
+        unsubscribe_url=unsubscribe_url,
+        unsubscribe_mailto=unsubscribe_mailto,
+        sender=identity.sender,
     )
 
 

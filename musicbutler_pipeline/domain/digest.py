@@ -17,7 +17,7 @@ from functools import cache
 import css_inline
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from musicbutler_pipeline.domain.models import Digest, DigestArtist, ReleaseGroup
+from musicbutler_pipeline.domain.models import Digest, DigestArtist, ReleaseGroup, Sender
 from musicbutler_pipeline.domain.rules import (
     digest_subject,
     one_line,
@@ -50,6 +50,8 @@ SHOWN_ARTIST_NAME = 100
 SHOWN_TITLE = 200
 SHOWN_JOIN_PHRASE = 30
 SHOWN_LABEL = 100  # release type ("Album + Live") and date
+SHOWN_SENDER_NAME = 100
+SHOWN_POSTAL_ADDRESS = 200
 
 
 def shown(text: str | None, limit: int, *, strip: bool = True) -> str:
@@ -93,6 +95,15 @@ class ArtistView:
     name: str
     url: str
     releases: tuple[ReleaseView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SectionView:
+    """The releases that came out on the digest's day, or those that came out earlier and were
+    only added to MusicBrainz since (the lookback announces them late)."""
+
+    heading: str | None  # None when the digest has only this section: the intro says which
+    artists: tuple[ArtistView, ...]
 
 
 def long_date(day: date) -> str:
@@ -140,11 +151,117 @@ def _release_view(release: ReleaseGroup) -> ReleaseView:
     )
 
 
-def _artist_view(artist: DigestArtist) -> ArtistView:
+def _artist_view(artist: DigestArtist, releases: tuple[ReleaseGroup, ...]) -> ArtistView:
     return ArtistView(
         name=shown(artist.name, SHOWN_ARTIST_NAME),
         url=f"{MUSICBRAINZ_WEB}/artist/{artist.mbid}",
-        releases=tuple(_release_view(release) for release in artist.release_groups),
+        releases=tuple(_release_view(release) for release in releases),
+    )
+
+
+# A range of dates takes an en dash (U+2013), not a hyphen, as typesetting does.
+EN_DASH = "\N{EN DASH}"
+
+
+def _month_day(day: date, *, with_year: bool) -> str:
+    label = f"{_MONTHS[day.month - 1]} {day.day}"
+    return f"{label}, {day.year}" if with_year else label
+
+
+def _date_range(days: list[date], *, year: int) -> tuple[str, str] | None:
+    """The span of ``days`` twice: for a heading (``November 14`` en dash ``19``) and for a sentence
+    (``between November 14 and 19``); years are shown only when not ``year``. None: no dates."""
+    if not days:
+        return None
+    first, last = min(days), max(days)
+    with_year = first.year != year or last.year != year
+    start = _month_day(first, with_year=with_year)
+    if first == last:
+        return start, f"on {start}"
+    if first.year == last.year and first.month == last.month and not with_year:
+        return f"{start}{EN_DASH}{last.day}", f"between {start} and {last.day}"
+    end = _month_day(last, with_year=with_year)
+    return f"{start} {EN_DASH} {end}", f"between {start} and {end}"
+
+
+def _followed(count: int) -> str:
+    return "the artist you follow" if count == 1 else f"{count} artists you follow"
+
+
+def _distinct(releases: list[ReleaseGroup]) -> list[ReleaseGroup]:
+    """Each release once: one by two followed artists is listed under both but is one release."""
+    return list({release.mbid: release for release in releases}.values())
+
+
+def _sections(digest: Digest) -> tuple[list[SectionView], str, str]:
+    """The digest's sections, the intro sentence after the greeting and the preheader."""
+    day = digest.partition_date
+    out_today: list[tuple[DigestArtist, tuple[ReleaseGroup, ...]]] = []
+    added_late: list[tuple[DigestArtist, tuple[ReleaseGroup, ...]]] = []
+    for artist in digest.artists:
+        today = tuple(rg for rg in artist.release_groups if rg.release_date == day)
+        late = tuple(rg for rg in artist.release_groups if rg.release_date != day)
+        if today:
+            out_today.append((artist, today))
+        if late:
+            added_late.append((artist, late))
+    today_releases = _distinct([rg for _artist, groups in out_today for rg in groups])
+    late_releases = _distinct([rg for _artist, groups in added_late for rg in groups])
+    late_span = _date_range(
+        [rg.release_date for rg in late_releases if rg.release_date], year=day.year
+    )
+    both = bool(out_today and added_late)
+    sections: list[SectionView] = []
+    sentences: list[str] = []
+    if out_today:
+        sections.append(
+            SectionView(
+                # Not "today": a retry may send it a day or two later.
+                f"Out on {_month_day(day, with_year=False)}" if both else None,
+                tuple(_artist_view(artist, groups) for artist, groups in out_today),
+            )
+        )
+        sentences.append(
+            f"{_plural(len(today_releases), 'new release')} from {_followed(len(out_today))} "
+            f"came out on {long_date(day)}."
+        )
+    if added_late:
+        # Late in MusicBrainz is known only when the release's own day was fetched without it.
+        known_late = not any(rg.release_date in digest.unchecked_days for rg in late_releases)
+        heading = "Added to MusicBrainz late" if known_late else "Released earlier"
+        if late_span:
+            heading += f" (released {late_span[0]})" if known_late else f" ({late_span[0]})"
+        sections.append(
+            SectionView(
+                heading if both else None,
+                tuple(_artist_view(artist, groups) for artist, groups in added_late),
+            )
+        )
+        one = len(late_releases) == 1
+        what = _plural(len(late_releases), "earlier release" if both else "release")
+        why = "added to MusicBrainz late" if known_late else "not announced before"
+        sentences.append(
+            f"{'Also, ' if both else ''}{what} from {_followed(len(added_late))} "
+            f"{'was' if one else 'were'} {why}: "
+            f"{'it' if one else 'they'} came out {late_span[1] if late_span else 'earlier'}."
+        )
+    names = _join_names([shown(artist.name, SHOWN_ARTIST_NAME) for artist in digest.artists])
+    if both:
+        preheader = (
+            f"{_plural(len(today_releases), 'new release')} and "
+            f"{len(late_releases)} earlier, from {names}"
+        )
+    elif out_today:
+        preheader = f"{_plural(len(today_releases), 'new release')} from {names}"
+    else:
+        preheader = f"{_plural(len(late_releases), 'earlier release')} from {names}"
+    return sections, " ".join(sentences), preheader
+
+
+def _sender_view(sender: Sender) -> tuple[str, str | None]:
+    return (
+        shown(sender.name, SHOWN_SENDER_NAME) or "MusicButler",
+        shown(sender.postal_address, SHOWN_POSTAL_ADDRESS) or None,
     )
 
 
@@ -185,21 +302,25 @@ def _inliner() -> css_inline.CSSInliner:
 
 
 def render_digest(digest: Digest) -> RenderedDigest:
+    """The email for ``digest``. Releases dated the digest's day are "out today"; the others
+    came out earlier within the lookback and only now reached MusicBrainz, and the digest says
+    so rather than claim they all came out that day."""
     subject = digest_subject(digest.partition_date)
-    artists = tuple(_artist_view(artist) for artist in digest.artists)
-    release_count = len(set(digest.release_group_mbids))
-    names = [artist.name for artist in artists]
+    sections, intro, preheader = _sections(digest)
+    sender_name, postal_address = _sender_view(digest.sender)
     context = {
         "subject": subject,
         # None when nothing printable is left: the templates then greet "Hi there".
         "name": shown(digest.subscriber.name, SHOWN_SUBSCRIBER_NAME) or None,
-        "day_label": long_date(digest.partition_date),
-        "artists": artists,
-        "release_count": release_count,
-        "artist_count": len(artists),
+        "intro": intro,
+        "sections": sections,
+        # "this artist" or "these artists": the footer says why this email came.
+        "followed": "this artist" if len(digest.artists) == 1 else "these artists",
         # The preview line inboxes show after the subject.
-        "preheader": f"{_plural(release_count, 'new release')} from {_join_names(names)}",
+        "preheader": preheader,
         "unsubscribe_url": digest.unsubscribe_url,
+        "sender_name": sender_name,
+        "postal_address": postal_address,
     }
     environment = _environment()
     html = environment.get_template("digest.html").render(context)

@@ -64,6 +64,18 @@ class DigestArtist:
     release_groups: tuple[ReleaseGroup, ...]
 
 
+DEFAULT_SENDER_NAME = "MusicButler"
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Who a digest comes from, as its footer names them: the display name of
+    ``MUSICBUTLER_MAIL_FROM`` and ``MUSICBUTLER_POSTAL_ADDRESS`` (bulk-mail rules ask for one)."""
+
+    name: str = DEFAULT_SENDER_NAME
+    postal_address: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Digest:
     """Everything one subscriber's email for one partition says."""
@@ -73,6 +85,11 @@ class Digest:
     artists: tuple[DigestArtist, ...]
     unsubscribe_url: str = ""
     unsubscribe_mailto: str = ""
+    sender: Sender = Sender()
+    # Days before ``partition_date`` whose own run never fetched releases (it did not run, or its
+    # pages are gone): a release dated one of them may have been in MusicBrainz in time, so the
+    # digest does not claim it was added late, only that it was not announced before.
+    unchecked_days: frozenset[date] = frozenset()
 
     @property
     def release_group_mbids(self) -> tuple[str, ...]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 from urllib.parse import quote
 
+from musicbutler_pipeline.domain.models import DEFAULT_SENDER_NAME, Sender
+
 _PURPOSE = b"musicbutler-unsubscribe-v1:"
 _MAC_BYTES = 16
 # ASCII digits only: str.isdigit() also accepts characters such as "²" that int() rejects.
@@ -77,6 +79,14 @@ class MailIdentity:
     mail_from: str
     base_url: str
     secret_key: bytes = field(repr=False)
+    postal_address: str | None = None
+
+    @property
+    def sender(self) -> Sender:
+        """The digest footer's sender: From's display name (``MusicButler`` when it has none)
+        and the postal address."""
+        name = " ".join(parseaddr(self.mail_from)[0].split())
+        return Sender(name or DEFAULT_SENDER_NAME, self.postal_address)
 
     def unsubscribe_links(self, subscriber_id: int) -> tuple[str, str]:
         """(one-click HTTPS URL, mailto) for the List-Unsubscribe header and the digest."""

@@ -30,6 +30,10 @@ class MailerResource(UsesSettings):
     )
     mail_from: str | None = Field(default=None, description="default: MUSICBUTLER_MAIL_FROM")
     base_url: str | None = Field(default=None, description="default: MUSICBUTLER_BASE_URL")
+    postal_address: str | None = Field(
+        default=None,
+        description="shown in every digest's footer; default: MUSICBUTLER_POSTAL_ADDRESS",
+    )
 
     def configuration_problems(self, settings: Settings) -> list[SettingsError]:
         problem = secret_key_problem(settings.home)
@@ -49,4 +53,5 @@ class MailerResource(UsesSettings):
             mail_from=self.sender(),
             base_url=(self.base_url or settings.base_url).rstrip("/"),
             secret_key=secret_key(settings.home),
+            postal_address=self.postal_address or settings.postal_address,
         )

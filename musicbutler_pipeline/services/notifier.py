@@ -116,7 +116,10 @@ def _send_all(
                 lock.ensure_held()
             unsubscribe_url, unsubscribe_mailto = identity.unsubscribe_links(digest.subscriber.id)
             digest = replace(
-                digest, unsubscribe_url=unsubscribe_url, unsubscribe_mailto=unsubscribe_mailto
+                digest,
+                unsubscribe_url=unsubscribe_url,
+                unsubscribe_mailto=unsubscribe_mailto,
+                sender=identity.sender,
             )
             identifier = message_id(digest.subscriber.id, day, identity.mail_from)
             claim = ledger.claim(

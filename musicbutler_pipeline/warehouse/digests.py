@@ -7,7 +7,7 @@ from datetime import date
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Engine, Row, func, select
+from sqlalchemy import Connection, Engine, Row, func, select
 
 from musicbutler_pipeline.domain.models import (
     CreditedArtist,
@@ -20,6 +20,7 @@ from musicbutler_pipeline.warehouse.schema import (
     drops,
     release_group_artists,
     release_groups,
+    source_pages,
     subscribers,
 )
 
@@ -83,14 +84,36 @@ def iter_digests(engine: Engine, day: date, *, batch_size: int = 500) -> Iterato
                     release_group_artists.c.position,
                 )
             ).all()
+            unchecked = _unchecked_days(connection, {row.release_date for row in rows}, day)
         last_id = batch_ids[-1]
         for _subscriber_id, subscriber_rows in groupby(rows, key=lambda row: row.subscriber_id):
-            digest = _digest_from_rows(day, list(subscriber_rows))
+            digest = _digest_from_rows(day, list(subscriber_rows), unchecked)
             if digest is not None:
                 yield digest
 
 
-def _digest_from_rows(day: date, rows: list[Row[Any]]) -> Digest | None:
+def _unchecked_days(
+    connection: Connection, release_dates: set[date | None], day: date
+) -> frozenset[date]:
+    """The release dates before ``day`` whose own partition has no fetched pages: its run never
+    happened (or its pages were pruned), so a release dated then was not necessarily late in
+    MusicBrainz. A day whose pages exist fetched without the release: it was added late."""
+    earlier = sorted(d for d in release_dates if d is not None and d < day)
+    if not earlier:
+        return frozenset()
+    fetched = set(
+        connection.execute(
+            select(source_pages.c.partition_date)
+            .where(source_pages.c.partition_date.in_(earlier))
+            .group_by(source_pages.c.partition_date)
+        ).scalars()
+    )
+    return frozenset(d for d in earlier if d not in fetched)
+
+
+def _digest_from_rows(
+    day: date, rows: list[Row[Any]], unchecked_days: frozenset[date]
+) -> Digest | None:
     first = rows[0]
     if first.unsubscribed_at is not None:
         return None  # unsubscribed after the drops were computed
@@ -121,4 +144,7 @@ def _digest_from_rows(day: date, rows: list[Row[Any]]) -> Digest | None:
         subscriber=Subscriber(first.subscriber_id, first.email, first.subscriber_name),
         partition_date=day,
         artists=tuple(artists),
+        unchecked_days=frozenset(
+            d for d in unchecked_days if any(row.release_date == d for row in rows)
+        ),
     )

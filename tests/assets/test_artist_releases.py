@@ -129,6 +129,21 @@ def emails_to(outbox: Path, recipient: str) -> list[str]:
     return subjects
 
 
+def text_to(outbox: Path, recipient: str) -> str:
+    """The plain-text part of the one message written to ``recipient``, whitespace collapsed."""
+    [message] = [
+        message
+        for path in sorted(outbox.glob("*.eml"))
+        if (message := message_from_bytes(path.read_bytes(), policy=policy.default))["To"]
+        .addresses[0]
+        .addr_spec
+        == recipient
+    ]
+    body = message.get_body(("plain",))
+    assert body is not None
+    return " ".join(body.get_content().split())
+
+
 def owner(engine: Engine, mbid: str) -> date | None:
     with engine.connect() as connection:
         return connection.execute(
@@ -169,6 +184,12 @@ def test_a_late_entry_is_announced_once_by_the_first_partition_that_sees_it(
         assert releases["release_groups_owned_by_earlier_partitions"] > 0
         assert owner(warehouse, LATE["id"]) == NOV[23]
         assert emails_to(outbox, OLIVER) == ["New Music for November 23, 2026"]
+        # Its own day (11-22) was fetched without it: the digest says it was entered late
+        # rather than that it came out on the 23rd.
+        assert (
+            "1 release from the artist you follow was added to MusicBrainz late: it came out"
+            " on November 22." in text_to(outbox, OLIVER)
+        )
         announced_first = announced(warehouse, LATE["id"])
         assert (OLIVER, NOV[23]) in announced_first
         assert {day for _, day in announced_first} == {NOV[23]}

@@ -1,11 +1,13 @@
 """The set-based drop computation, on SQLite and PostgreSQL."""
 
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy import Engine, insert, select
 
+from musicbutler_pipeline.domain.models import SourcePage
 from musicbutler_pipeline.warehouse.digests import iter_digests
 from musicbutler_pipeline.warehouse.drops import replace_drops
+from musicbutler_pipeline.warehouse.pages import replace_source_pages
 from musicbutler_pipeline.warehouse.schema import announcements, drops, sends
 from musicbutler_pipeline.warehouse.subscribers import unsubscribe
 from tests.builders import NOW, add_subscriber, follow, mbid, release_group, store_releases
@@ -136,3 +138,25 @@ def test_digests_stream_grouped_by_artist_in_subscriber_order(engine: Engine) ->
     both = ana_digest.artists[0].release_groups[2]
     assert both.credit == "Abba x Zebra"
     assert len(ana_digest.release_group_mbids) == len(set(ana_digest.release_group_mbids)) == 4
+
+
+def test_digest_knows_which_earlier_days_were_never_fetched(engine: Engine) -> None:
+    """A release dated a day whose run fetched pages was added to MusicBrainz late; one dated a
+    day that has no pages (never run) may not have been: the digest is told which days those are."""
+    fetched_day, unfetched_day = DAY - timedelta(days=3), DAY - timedelta(days=5)
+    ana = add_subscriber(engine, "ana@example.com", "Ana")
+    follow(engine, ana, "Abba")
+    store_releases(
+        engine,
+        DAY,
+        release_group("Today", "Abba"),
+        release_group("Late", "Abba", released=fetched_day.isoformat()),
+        release_group("Missed", "Abba", released=unfetched_day.isoformat()),
+    )
+    page = SourcePage("https://mb.example/ws/2", "q", 0, b"{}", 0, 0, NOW)
+    with engine.begin() as connection:
+        replace_source_pages(connection, fetched_day, "musicbrainz", [page])
+    _drops(engine)
+    [digest] = iter_digests(engine, DAY)
+    assert digest.unchecked_days == frozenset({unfetched_day})
+    assert {rg.title for rg in digest.artists[0].release_groups} == {"Today", "Late", "Missed"}

@@ -22,6 +22,7 @@ IDENTITY = MailIdentity(
     mail_from="MusicButler <butler@musicbutler.example>",
     base_url="https://musicbutler.example",
     secret_key=b"notifier-test-key-0123456789",
+    postal_address="1 Harbour Road, Dublin",
 )
 
 
@@ -92,6 +93,10 @@ def test_550_fails_only_that_subscriber_and_451_is_retried_and_sent(
     assert server.handler.connections == 1
     html = server.handler.received[0].parsed().get_body(("html",)).get_content()
     assert "Fossora &amp; &lt;Friends&gt;" in html
+    # The sender identity reaches the footer of both parts.
+    text = server.handler.received[0].parsed().get_body(("plain",)).get_content()
+    assert "Sent by MusicButler · 1 Harbour Road, Dublin" in text
+    assert 'Sent by <span dir="auto">MusicButler</span> · <span dir="auto">1 Harbour Road' in html
 
     # A re-run sends nothing twice and does not retry the permanent failure.
     again, _ = _send(sqlite_engine, server, "run-2", sleeps)
