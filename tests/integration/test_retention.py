@@ -5,7 +5,7 @@ nothing."""
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import ColumnElement, Engine, func, insert, select
+from sqlalchemy import ColumnElement, Engine, func, insert, select, text
 
 from musicbutler_pipeline.cli import main
 from musicbutler_pipeline.partitions import latest_partition_day
@@ -135,6 +135,20 @@ def test_old_days_go_in_batches_newer_stay_and_the_ledger_is_untouched(engine: E
         ).scalar_one()
     assert first_other == 2
     assert _ledger(engine) == (1, 3)
+    # The analyst views still answer for a pruned day from sends and announcements.
+    with engine.connect() as connection:
+        summary = connection.execute(
+            text(
+                "SELECT drops, subscribers_owed, emails_sent, announcements FROM daily_summary "
+                "WHERE partition_date = :day"
+            ),
+            {"day": _ago(120)},
+        ).one()
+        listed = connection.execute(
+            text("SELECT listed_under_artist_name FROM announced_releases")
+        ).scalars()
+        assert tuple(summary) == (0, 0, 1, 3)
+        assert list(listed) == [None, None, None]
 
     again = prune_warehouse(engine, TODAY, batch_rows=5, **kept)
     assert [(p.rows, p.batches) for p in again] == [(0, 1), (0, 1)]
