@@ -19,6 +19,7 @@ from datetime import date, timedelta
 
 from sqlalchemy import ColumnElement, Engine, Table, delete, func, select, tuple_
 
+from musicbutler_pipeline.warehouse.dialect import refresh_statistics
 from musicbutler_pipeline.warehouse.schema import drops, source_pages
 
 # About 1 MB of drops a transaction: a batch commits in tens of milliseconds on either dialect.
@@ -91,7 +92,12 @@ def _prune(
         deleted += rows
         batches += 1
         if rows < batch_rows:
-            return Pruned(table.name, before, deleted, batches)
+            break
+    if deleted:
+        # The planner's partition_date histogram still holds the deleted days until autovacuum's
+        # ANALYZE, which a table of 90 days reaches only every few weeks.
+        refresh_statistics(engine, table)
+    return Pruned(table.name, before, deleted, batches)
 
 
 def prune_warehouse(
