@@ -66,7 +66,9 @@ screenshots: $(INSTALLED)
 	$(BIN)/python scripts/screenshot_dagster.py --out-dir docs --home .musicbutler
 
 benchmarks: $(INSTALLED)
-	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in benchmarks/*.py; do \
+	  name=$$(basename $$script .py); echo "== $$script"; $(BIN)/python -m benchmarks.$$name || exit 1; \
+	done
 
 clean:
 	rm -rf .musicbutler .pytest_cache .ruff_cache

@@ -293,6 +293,23 @@ def cmd_sends_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_PROBLEM if result.left_alone else EXIT_OK
 
 
+def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
+    from musicbutler_pipeline.partitions import latest_partition_day
+    from musicbutler_pipeline.warehouse.retention import prune_warehouse
+
+    pruned = prune_warehouse(
+        _engine(settings),
+        latest_partition_day(),
+        keep_drops_days=settings.keep_drops_days,
+        keep_source_pages_days=settings.keep_source_pages_days,
+        dry_run=args.dry_run,
+    )
+    verb = "would delete" if args.dry_run else "deleted"
+    for table in pruned:
+        print(f"{table.table}: {verb} {table.rows} rows of days before {table.before}")
+    return EXIT_OK
+
+
 def cmd_doctor(settings: Settings, _args: argparse.Namespace) -> int:
     from musicbutler_pipeline.definitions import defs
     from musicbutler_pipeline.doctor import diagnose
@@ -486,6 +503,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="also take claims whose sender may still be alive"
     )
     reconcile.set_defaults(func=cmd_sends_reconcile)
+
+    prune = _command(
+        commands,
+        "prune",
+        "delete drops and source pages older than their retention",
+        "Drops of days before MUSICBUTLER_KEEP_DROPS_DAYS and source pages of days before "
+        "MUSICBUTLER_KEEP_SOURCE_PAGES_DAYS (each source's first day stays). Sends and "
+        "announcements are never deleted. Safe to repeat; prune_warehouse_schedule runs it daily.",
+    )
+    prune.add_argument(
+        "--dry-run", action="store_true", help="count the rows that would go, delete nothing"
+    )
+    prune.set_defaults(func=cmd_prune)
 
     _command(
         commands,

@@ -6,7 +6,7 @@ from dagster import Definitions, ScheduleDefinition, SensorDefinition
 
 from musicbutler_pipeline.assets import daily_assets
 from musicbutler_pipeline.checks import daily_checks
-from musicbutler_pipeline.jobs import daily_drops_job
+from musicbutler_pipeline.jobs import daily_drops_job, prune_warehouse_job
 from musicbutler_pipeline.resources import (
     LibrarySourceResource,
     ListenBrainzLibrarySource,
@@ -16,7 +16,7 @@ from musicbutler_pipeline.resources import (
     SettingsResource,
     WarehouseResource,
 )
-from musicbutler_pipeline.schedules import daily_drops_schedule
+from musicbutler_pipeline.schedules import daily_drops_schedule, prune_warehouse_schedule
 from musicbutler_pipeline.sensors import all_sensors
 from musicbutler_pipeline.sensors.presence import start_scheduler_watch
 
@@ -36,8 +36,10 @@ def build_definitions(
     return Definitions(
         assets=daily_assets,
         asset_checks=daily_checks,
-        jobs=[daily_drops_job],
-        schedules=[daily_drops_schedule] if schedules is None else schedules,
+        jobs=[daily_drops_job, prune_warehouse_job],
+        schedules=[daily_drops_schedule, prune_warehouse_schedule]
+        if schedules is None
+        else schedules,
         sensors=all_sensors if sensors is None else sensors,
         resources={
             "warehouse": warehouse or WarehouseResource(settings=settings),

@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from musicbutler_pipeline.domain.sends import OWED_WINDOW
 from musicbutler_pipeline.mail.url import parse_mail_url
 
 MAIL_SCHEMES = ("smtp", "smtps", "file", "console")
@@ -74,6 +75,10 @@ class Settings:
     retry_max_backoff_seconds: int = 3600
     # The sender's postal address in every digest's footer (bulk-mail rules ask for one).
     postal_address: str | None = None
+    # Days of drops and of source pages kept before today's partition; older ones are pruned
+    # (warehouse/retention.py). Sends and announcements are never pruned.
+    keep_drops_days: int = 90
+    keep_source_pages_days: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -120,6 +125,10 @@ class Settings:
             backoff,
         )
         postal_address = _postal_address(get("MUSICBUTLER_POSTAL_ADDRESS"))
+        keep_drops_days = _keep_drops_days(get("MUSICBUTLER_KEEP_DROPS_DAYS"), max_send_age_days)
+        keep_source_pages_days = _whole_number(
+            "MUSICBUTLER_KEEP_SOURCE_PAGES_DAYS", get("MUSICBUTLER_KEEP_SOURCE_PAGES_DAYS"), 30, 0
+        )
         return cls(
             home=home,
             warehouse_url=warehouse_url,
@@ -137,6 +146,8 @@ class Settings:
             retry_backoff_seconds=backoff,
             retry_max_backoff_seconds=max_backoff,
             postal_address=postal_address,
+            keep_drops_days=keep_drops_days,
+            keep_source_pages_days=keep_source_pages_days,
         )
 
     def ensure_home(self) -> None:
@@ -342,6 +353,21 @@ def _max_send_age_days(value: str | None, default: int = 2) -> int:
     if not 0 <= days <= 3650:
         raise SettingsError(
             "MUSICBUTLER_MAX_SEND_AGE_DAYS", f"must be between 0 and 3650 days, got {value!r}"
+        )
+    return days
+
+
+def _keep_drops_days(value: str | None, max_send_age_days: int) -> int:
+    """Drops must outlive every day that may still be sent, retried or checked: the retry and
+    deadline sensors read them up to MUSICBUTLER_MAX_SEND_AGE_DAYS (+1) back, doctor a week."""
+    floor = max(max_send_age_days, OWED_WINDOW.days)
+    days = _whole_number("MUSICBUTLER_KEEP_DROPS_DAYS", value, max(90, floor + 1), 0)
+    if days <= floor:
+        raise SettingsError(
+            "MUSICBUTLER_KEEP_DROPS_DAYS",
+            f"must be more than {floor} days (drops are read while a day may still be sent: "
+            f"MUSICBUTLER_MAX_SEND_AGE_DAYS={max_send_age_days}, doctor looks back "
+            f"{OWED_WINDOW.days} days), got {value!r}",
         )
     return days
 
