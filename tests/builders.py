@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, insert, select
 from musicbutler_pipeline.domain.models import CreditedArtist, ReleaseGroup, SourcePage
 from musicbutler_pipeline.sources.musicbrainz import ReleaseFetch, collect, window
 from musicbutler_pipeline.warehouse.releases import replace_release_groups
-from musicbutler_pipeline.warehouse.schema import library_artists, source_pages, subscribers
+from musicbutler_pipeline.warehouse.schema import library_artists, sends, source_pages, subscribers
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -71,6 +71,31 @@ def release_group(
 def store_releases(engine: Engine, day: date, *groups: ReleaseGroup) -> None:
     with engine.begin() as connection:
         replace_release_groups(connection, day, groups, source="test", fetched_at=NOW)
+
+
+def record_sent_email(
+    connection: Connection, *, day: date, subscriber_id: int, recipient: str, release_groups: int
+) -> int:
+    """A ``sends`` row for an email already sent on ``day``, as the ledger leaves one; its id."""
+    return connection.execute(
+        insert(sends)
+        .values(
+            partition_date=day,
+            subscriber_id=subscriber_id,
+            state="sent",
+            claim_token="t",
+            run_id="r",
+            host="h",
+            pid=1,
+            code_version="v",
+            message_id="<m>",
+            recipient=recipient,
+            release_group_count=release_groups,
+            claimed_at=NOW,
+            updated_at=NOW,
+        )
+        .returning(sends.c.id)
+    ).scalar_one()
 
 
 def load_source_pages(connection: Connection, day: date, source: str) -> list[SourcePage]:

@@ -8,9 +8,17 @@ from musicbutler_pipeline.domain.models import SourcePage
 from musicbutler_pipeline.warehouse.digests import iter_digests
 from musicbutler_pipeline.warehouse.drops import replace_drops
 from musicbutler_pipeline.warehouse.pages import replace_source_pages
-from musicbutler_pipeline.warehouse.schema import announcements, drops, sends
+from musicbutler_pipeline.warehouse.schema import announcements, drops
 from musicbutler_pipeline.warehouse.subscribers import unsubscribe
-from tests.builders import NOW, add_subscriber, follow, mbid, release_group, store_releases
+from tests.builders import (
+    NOW,
+    add_subscriber,
+    follow,
+    mbid,
+    record_sent_email,
+    release_group,
+    store_releases,
+)
 
 DAY = date(2026, 11, 23)
 
@@ -58,25 +66,13 @@ def test_release_announced_on_another_day_is_not_repeated(engine: Engine) -> Non
         follow(engine, subscriber, "Sigur Rós")
     store_releases(engine, DAY, release_group("Ágætis", "Sigur Rós"))
     with engine.begin() as connection:
-        send_id = connection.execute(
-            insert(sends)
-            .values(
-                partition_date=date(2026, 11, 20),
-                subscriber_id=ana,
-                state="sent",
-                claim_token="t",
-                run_id="r",
-                host="h",
-                pid=1,
-                code_version="v",
-                message_id="<m>",
-                recipient="ana@example.com",
-                release_group_count=1,
-                claimed_at=NOW,
-                updated_at=NOW,
-            )
-            .returning(sends.c.id)
-        ).scalar_one()
+        send_id = record_sent_email(
+            connection,
+            day=date(2026, 11, 20),
+            subscriber_id=ana,
+            recipient="ana@example.com",
+            release_groups=1,
+        )
         connection.execute(
             insert(announcements).values(
                 subscriber_id=ana,

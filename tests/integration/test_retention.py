@@ -11,7 +11,7 @@ from musicbutler_pipeline.cli import main
 from musicbutler_pipeline.partitions import latest_partition_day
 from musicbutler_pipeline.warehouse.retention import prune_warehouse
 from musicbutler_pipeline.warehouse.schema import announcements, drops, sends, source_pages
-from tests.builders import NOW, add_subscriber, mbid
+from tests.builders import NOW, add_subscriber, mbid, record_sent_email
 
 TODAY = date(2026, 12, 1)
 
@@ -42,25 +42,13 @@ def _fill(engine: Engine, today: date = TODAY) -> None:
                         for n in range(3)
                     ],
                 )
-        send_id = connection.execute(
-            insert(sends)
-            .values(
-                partition_date=_ago(120, today),
-                subscriber_id=ana,
-                state="sent",
-                claim_token="t",
-                run_id="r",
-                host="h",
-                pid=1,
-                code_version="v",
-                message_id="<m>",
-                recipient="ana@example.com",
-                release_group_count=3,
-                claimed_at=NOW,
-                updated_at=NOW,
-            )
-            .returning(sends.c.id)
-        ).scalar_one()
+        send_id = record_sent_email(
+            connection,
+            day=_ago(120, today),
+            subscriber_id=ana,
+            recipient="ana@example.com",
+            release_groups=3,
+        )
         connection.execute(
             insert(announcements),
             [
