@@ -324,9 +324,12 @@ def cmd_doctor(settings: Settings, _args: argparse.Namespace) -> int:
 
 def cmd_daemon(settings: Settings, args: argparse.Namespace) -> int:
     from musicbutler_pipeline.daemon import run_daemon
-    from musicbutler_pipeline.runner import dagster_instance
+    from musicbutler_pipeline.definitions import defs
+    from musicbutler_pipeline.runner import dagster_instance, ensure_configured
 
     _engine(settings).dispose()
+    # Every run this scheduler launches would fail the same way: refuse to start instead.
+    ensure_configured(defs)
     code = run_daemon(dagster_instance(settings), wait=args.wait)
     if code and not args.wait:
         print(

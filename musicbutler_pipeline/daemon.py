@@ -4,7 +4,8 @@ Two `dagster-daemon` processes on one instance each launch every schedule tick, 
 logs it. So we take an exclusive lock for the instance first (a PostgreSQL advisory lock on the
 instance's own database when its storage is PostgreSQL, else a file lock in DAGSTER_HOME), then
 run `dagster-daemon run` as a child for as long as we hold it. A second `musicbutler daemon`
-waits or exits; if the lock is lost (the database connection dropped), the child is stopped.
+waits or exits; if the lock is lost (the database connection dropped), the child is stopped; if
+we die, even by SIGKILL, the kernel stops the child (Linux: the parent-death signal).
 
 The child's output passes through us: Dagster's "Another SCHEDULER daemon is still sending
 heartbeats" line, which it logs at every heartbeat while a second daemon shares the instance
@@ -30,6 +31,7 @@ from sqlalchemy import Engine
 from musicbutler_pipeline.definitions import defs
 from musicbutler_pipeline.domain.schedulers import DAEMON_LOG_SIGNAL, another_daemon_in_log
 from musicbutler_pipeline.locks import ExclusiveLock
+from musicbutler_pipeline.processes import dying_with_this_process
 from musicbutler_pipeline.runner import ensure_pool_limits, instance_lock, job_pools
 from musicbutler_pipeline.sensors.presence import report_evidence
 from musicbutler_pipeline.settings import Settings
@@ -69,8 +71,11 @@ def run_daemon(
         logger.info("instance lock taken; starting %s", " ".join(command or daemon_command(module)))
         engine = make_engine(warehouse_url or Settings.from_env().warehouse_url)
         try:
+            # A supervisor killed outright must not leave its scheduler running without the lock.
             child = subprocess.Popen(
-                command or daemon_command(module), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                dying_with_this_process(command or daemon_command(module)),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
             # Dagster's daemon logs to stdout; its code servers' warnings go to stderr.
             relays = [

@@ -8,6 +8,8 @@ import os
 import re
 import socket
 import subprocess
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -54,6 +56,26 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True  # it exists, owned by someone else
     return True
+
+
+# Run by the child before it becomes ``command``: ask Linux for SIGTERM when the parent dies
+# (PR_SET_PDEATHSIG survives exec), and give up if the parent died before the request was made.
+_DIE_WITH_PARENT = """\
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def dying_with_this_process(command: Sequence[str]) -> list[str]:
+    """``command`` (an absolute executable first) wrapped so it is sent SIGTERM when this process
+    dies, however it dies (SIGKILL and OOM included). The process keeps its pid and command line.
+    Elsewhere than Linux, ``command`` unchanged."""
+    if sys.platform != "linux":
+        return list(command)
+    return [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *command]
 
 
 def sender_gone(host: str, pid: int) -> bool:

@@ -30,6 +30,13 @@ HOST_TAG = "musicbutler/host"
 PID_TAG = "musicbutler/pid"
 
 
+def ensure_configured(definitions: Definitions) -> None:
+    """Raise ``NotConfigured`` when a resource of ``definitions`` lacks a setting it needs: a run,
+    or a scheduler that would launch runs, is refused before it starts rather than failing later."""
+    if problems := configuration_problems(definitions.resources or {}):
+        raise NotConfigured(problems)
+
+
 @dataclass(frozen=True)
 class RunSummary:
     day: date
@@ -209,8 +216,7 @@ def run_day(
     ``allow_old`` sends a day older than MUSICBUTLER_MAX_SEND_AGE_DAYS (refused otherwise).
     Raises ``NotConfigured`` before anything is recorded in the instance when a resource lacks
     a setting it needs (no failed run is left behind for a configuration that cannot work)."""
-    if problems := configuration_problems(definitions.resources or {}):
-        raise NotConfigured(problems)
+    ensure_configured(definitions)
     ensure_pool_limits(instance, job_pools(definitions))
     for run_id in reap_dead_runs(instance):
         logger.warning("run %s died without finishing: marked failed, its pool slots freed", run_id)

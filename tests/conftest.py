@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +40,51 @@ SETTINGS_VARIABLES = (
     "MUSICBUTLER_POSTAL_ADDRESS",
     "DAGSTER_HOME",
 )
+
+
+# Every process a test starts inherits this (the tests strip only MUSICBUTLER_ and DAGSTER_
+# variables from the environments they build), so one left running afterwards can be found.
+SESSION_MARK = "TESTS_OF_MUSICBUTLER_SESSION"
+
+
+def _processes_of_this_session(mark: str, base: str) -> dict[int, str]:
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            cwd = os.readlink(entry / "cwd")
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            zombie = "\nState:\tZ" in (entry / "status").read_text()
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if not zombie and (mark.encode() in environ or cwd.startswith(base)):
+            found[int(entry.name)] = command[:160]
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_outlives_the_tests(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fail the session when a server, daemon or code server a test started is still running
+    after the last test (once the 20 s a code server takes to notice its daemon is gone)."""
+    mark = f"{SESSION_MARK}={uuid.uuid4()}"
+    os.environ[SESSION_MARK] = mark.split("=", 1)[1]
+    base = str(tmp_path_factory.getbasetemp())
+    yield
+    if not Path("/proc/self/environ").exists():
+        return
+    deadline = time.monotonic() + 45
+    while (left := _processes_of_this_session(mark, base)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if left:
+        pytest.fail(
+            "processes started by the tests outlived them (killed now): "
+            + "; ".join(f"{pid} {command}" for pid, command in sorted(left.items()))
+        )
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@ instance (deploy/dagster.yaml), the bundled sample day imported, mail to a loopb
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -109,18 +110,18 @@ class Drill:
         return SendLedger(self.engine).day(date.fromisoformat(day))
 
     def stop_all(self) -> None:
+        # Each group, even when its leader is gone: a leader that exited (or was killed by the
+        # drill) may have left children behind, such as a daemon's code servers.
         for process in self.processes:
-            if process.poll() is None:
-                with _suppress_lookup():
-                    os.killpg(process.pid, signal.SIGTERM)
+            with _suppress_lookup():
+                os.killpg(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
         for process in self.processes:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with _suppress_lookup():
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            with _suppress_lookup():
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 class _suppress_lookup:  # noqa: N801 - used like contextlib.suppress

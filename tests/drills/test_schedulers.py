@@ -68,6 +68,39 @@ def test_second_musicbutler_daemon_never_starts_a_scheduler(drill: Drill) -> Non
     )
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_a_killed_musicbutler_daemon_takes_its_scheduler_with_it(drill: Drill) -> None:
+    supervisor = drill.start("musicbutler", "-v", "daemon")
+    wait_for(lambda: "instance lock taken" in output(supervisor), timeout=60, what="the daemon")
+    wait_for(
+        lambda: any("dagster-daemon run" in c for c in _children(supervisor.pid)),
+        timeout=30,
+        what="its dagster-daemon",
+    )
+    [scheduler] = [
+        int(child)
+        for task in Path(f"/proc/{supervisor.pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+    # SIGKILL to the supervisor alone (not its group): nothing of ours runs to stop the child.
+    os.kill(supervisor.pid, signal.SIGKILL)
+    supervisor.wait(timeout=30)
+    wait_for(lambda: not _running(scheduler), timeout=60, what="the orphaned scheduler to stop")
+
+    # The lock went with the supervisor: the next `musicbutler daemon` starts a scheduler at once.
+    successor = drill.start("musicbutler", "-v", "daemon")
+    wait_for(lambda: "instance lock taken" in output(successor), timeout=60, what="a new daemon")
+    print(f"\nSIGKILL to musicbutler daemon: its dagster-daemon (pid {scheduler}) stopped too")
+
+
 def test_two_dagster_daemons_still_send_once_and_are_detected(
     drill: Drill, sink: Sink, monkeypatch: pytest.MonkeyPatch
 ) -> None:

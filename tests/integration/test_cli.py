@@ -219,6 +219,18 @@ def test_a_configuration_that_cannot_work_is_refused_before_any_run(after_the_de
     assert doctor.stdout.strip().endswith("1 problem(s)")
 
 
+def test_a_scheduler_whose_runs_cannot_work_is_refused_at_start(after_the_demo: Path) -> None:
+    refused = musicbutler("daemon", cwd=after_the_demo, timeout=60)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(
+        "musicbutler: configuration error: MUSICBUTLER_CONTACT: required to call MusicBrainz"
+    )
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    # Refused before the instance lock: no dagster-daemon was started, no lock file was left.
+    assert "instance lock taken" not in refused.stderr
+    assert refused.stdout == ""
+
+
 def test_the_offline_run_the_demo_prints_works(after_the_demo: Path) -> None:
     offline = {
         "MUSICBUTLER_MUSICBRAINZ_URL": (SAMPLE_DIR / "musicbrainz").as_uri(),
