@@ -5,14 +5,20 @@ each tick. Days from ``MUSICBUTLER_MAX_SEND_AGE_DAYS`` + 1 ago to today are look
 day was told about when its deadline passed. Rejected addresses alone do not count (the
 `every_owed_email_sent` check warns about them); temporary failures, unknown outcomes, claims
 without outcome and emails never attempted do.
+
+A day no run sent at all (no materialization of drop_notifications: the day's run never started,
+or failed before its drops were computed) owes nothing in the ledger, so it is looked for in
+Dagster's records: from the day the sensor first ticked (its cursor), so a new installation is
+not told about the days before it existed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from dagster import (
+    AssetRecordsFilter,
     DefaultSensorStatus,
     SensorDefinition,
     SensorEvaluationContext,
@@ -20,12 +26,15 @@ from dagster import (
     sensor,
 )
 
+from musicbutler_pipeline.assets import drop_notifications
 from musicbutler_pipeline.partitions import daily_partitions, latest_partition_day
 from musicbutler_pipeline.resources import MailerResource, WarehouseResource
 from musicbutler_pipeline.services.alerts import (
+    DAY_NOT_RUN,
     ONCE,
     SEND_DEADLINE,
     alert_operator,
+    day_not_run_text,
     missed_deadline_text,
 )
 from musicbutler_pipeline.warehouse.ledger import SendLedger
@@ -54,8 +63,7 @@ def build_send_deadline_sensor(
         allowed = timedelta(hours=settings.send_deadline_hours)
         late = []
         for day in SendLedger(warehouse.engine).unsent_days(oldest, today):
-            window = daily_partitions.time_window_for_partition_key(day.partition_date.isoformat())
-            deadline = window.end + allowed
+            deadline = _deadline(day.partition_date, allowed)
             if day.needs_attention and now >= deadline:
                 late.append(day.partition_date.isoformat())
                 alert_operator(
@@ -69,11 +77,52 @@ def build_send_deadline_sensor(
                     claim=f"{SEND_DEADLINE}:{day.partition_date}",
                     period=ONCE,
                 )
+        if context.cursor is None:
+            context.update_cursor(today.isoformat())
+        watched_from = date.fromisoformat(context.cursor or today.isoformat())
+        for day in _days_never_sent(context, max(oldest, watched_from), today):
+            deadline = _deadline(day, allowed)
+            if day.isoformat() in late or now < deadline:
+                continue
+            late.append(day.isoformat())
+            alert_operator(
+                warehouse.engine,
+                DAY_NOT_RUN,
+                day_not_run_text(day, deadline),
+                operator_email=settings.operator_email,
+                mail_from=mailer.sender(),
+                mailer=mailer.open(),
+                now=now,
+                claim=f"{SEND_DEADLINE}:{day}",  # one e-mail a day, whichever way it is late
+                period=ONCE,
+            )
         if late:
-            return SkipReason(f"past the send deadline with owed emails unsent: {', '.join(late)}")
+            return SkipReason(
+                f"past the send deadline with owed emails unsent: {', '.join(sorted(late))}"
+            )
         return SkipReason(
             f"every day from {oldest} to {today} past its deadline "
             f"(MUSICBUTLER_SEND_DEADLINE_HOURS={settings.send_deadline_hours}) is sent"
         )
 
     return send_deadline_sensor
+
+
+def _deadline(day: date, allowed: timedelta) -> datetime:
+    return daily_partitions.time_window_for_partition_key(day.isoformat()).end + allowed
+
+
+def _days_never_sent(context: SensorEvaluationContext, since: date, until: date) -> list[date]:
+    """Days from ``since`` to ``until`` without a materialization of drop_notifications (a day
+    sent even with nothing to send has one). A few days, one small lookup each."""
+    days = [since + timedelta(days=offset) for offset in range((until - since).days + 1)]
+    return [
+        day
+        for day in days
+        if not context.instance.fetch_materializations(
+            AssetRecordsFilter(
+                asset_key=drop_notifications.key, asset_partitions=[day.isoformat()]
+            ),
+            limit=1,
+        ).records
+    ]

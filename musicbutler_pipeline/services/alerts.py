@@ -25,11 +25,13 @@ UNKNOWN_OUTCOME = "unknown_outcome"
 UNSENT_DAY = "unsent_day"
 RUN_FAILED = "run_failed"
 SEND_DEADLINE = "send_deadline"
+DAY_NOT_RUN = "day_not_run"
 SUBJECTS = {
     UNKNOWN_OUTCOME: "email outcome unknown, decide with sends reconcile",
     UNSENT_DAY: "owed emails not sent",
     RUN_FAILED: "the daily run failed",
     SEND_DEADLINE: "owed emails not all sent by the deadline",
+    DAY_NOT_RUN: "the day was never sent by the deadline",
 }
 # Claims keyed per run or per day are never repeated: one period longer than any retention.
 ONCE = timedelta(days=3660)
@@ -67,6 +69,15 @@ def missed_deadline_text(day: UnsentDay, deadline: datetime) -> str:
         f"{day.partition_date}: by {deadline:%Y-%m-%d %H:%M} UTC (MUSICBUTLER_SEND_DEADLINE_HOURS "
         f"after the day) {day.needs_attention} owed email(s) were still not sent: "
         f"{day.describe()}. `musicbutler sends --date {day.partition_date}` lists them."
+    )
+
+
+def day_not_run_text(day: date, deadline: datetime) -> str:
+    return (
+        f"{day}: by {deadline:%Y-%m-%d %H:%M} UTC (MUSICBUTLER_SEND_DEADLINE_HOURS after the day) "
+        "no run had sent the day: drop_notifications has no materialization for it, so nobody "
+        "owed an email that day got one. Is the scheduler running and the day's run failing? "
+        f"`musicbutler doctor` tells; `musicbutler run --date {day}` sends it."
     )
 
 

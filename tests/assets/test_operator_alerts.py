@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from dagster import (
+    AssetMaterialization,
     DagsterEventType,
     DagsterInstance,
     SkipReason,
@@ -150,3 +151,47 @@ def test_a_day_not_sent_by_its_deadline_emails_the_operator_once(
     assert [m["Subject"].split(":")[0] for m in _mail(outbox)] == sorted(
         [f"[MusicButler] {yesterday}", f"[MusicButler] {today}"]
     )
+
+
+def test_a_day_no_run_sent_emails_the_operator_once_its_deadline_passes(
+    sqlite_engine: Engine, outbox: Path
+) -> None:
+    """No drops, no ledger rows: the scheduler never ran the day. Only Dagster's records say so."""
+    today = latest_partition_day()
+    two_days_ago, yesterday = today - timedelta(days=2), today - timedelta(days=1)
+    day_end = datetime.combine(today, time(), tzinfo=UTC)  # yesterday's end
+    sensor = build_send_deadline_sensor(clock=lambda: clock_at[0])
+    clock_at = [day_end - timedelta(days=2)]  # the sensor's first tick: as two days ago began
+    with DagsterInstance.ephemeral() as instance:
+        # Two days ago was sent (with nothing to send, or not: it is materialized); yesterday not.
+        instance.report_runless_asset_event(
+            AssetMaterialization("drop_notifications", partition=two_days_ago.isoformat())
+        )
+
+        def tick(cursor: str | None) -> tuple[str, str | None]:
+            with build_sensor_context(
+                instance=instance, resources=_resources(sqlite_engine, outbox), cursor=cursor
+            ) as context:
+                result = sensor(context)
+                assert isinstance(result, SkipReason)
+                return str(result.skip_message), context.cursor
+
+        _, cursor = tick(None)
+        assert cursor == two_days_ago.isoformat()  # watching from the day of its first tick
+        clock_at[0] = day_end + timedelta(hours=5, minutes=59)
+        assert "is sent" in tick(cursor)[0]
+        assert _mail(outbox) == []
+
+        clock_at[0] = day_end + timedelta(hours=6)
+        assert tick(cursor)[0] == f"past the send deadline with owed emails unsent: {yesterday}"
+        tick(cursor)  # told already
+        [message] = _mail(outbox)
+        assert (
+            message["Subject"]
+            == f"[MusicButler] {yesterday}: the day was never sent by the deadline"
+        )
+        assert f"musicbutler run --date {yesterday}" in message.get_content()
+
+        # A new installation is not told about the days before its sensor first ticked.
+        assert tick(None)[0].startswith("every day from")
+        assert len(_mail(outbox)) == 1
