@@ -14,9 +14,14 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from musicbutler_pipeline.demo import SAMPLE_DIR
 from tests.drills.environment import DAY, REPO
 from tests.fixtures.loopback import LoopbackServer, Reply
+
+# In `make drills` (CI runs it after `make test`): about two minutes of real processes.
+pytestmark = pytest.mark.drills_matrix
 
 WORKERS = 6
 TRIALS = 8

@@ -1,6 +1,7 @@
 """Drills: a forgotten second scheduler is seen at the shipped defaults (and a restart is not).
 
-One cell of each kind for `make test`; the whole matrix is tests/drills/test_scheduler_matrix.py.
+The detection runs in `make test`; the restart (a 75 s quiet watch) runs in `make drills` beside
+the whole matrix (tests/drills/test_scheduler_matrix.py), which CI runs after `make test`.
 """
 
 import time
@@ -75,6 +76,7 @@ def test_two_raw_daemons_at_defaults_are_reported_then_clear(site: Site) -> None
     assert "two schedulers are running" in emails[0].read_text()
 
 
+@pytest.mark.drills_matrix
 def test_daemon_restarted_within_seconds_and_code_server_reloads_raise_nothing(
     site: Site,
 ) -> None:
