@@ -24,7 +24,6 @@ from musicbutler_pipeline.resources import MailerResource, WarehouseResource
 from musicbutler_pipeline.services.alerts import (
     UNKNOWN_OUTCOME,
     UNSENT_DAY,
-    alert_operator,
     unknown_outcome_text,
     unsent_day_text,
 )
@@ -212,12 +211,9 @@ def _tell_operator(
         text = unsent_day_text(day, report.failed_temporarily, settings.max_send_age_days)
         alerts.append((UNSENT_DAY, text))
     for kind, text in alerts:
-        alert_operator(
+        mailer.alert_operator(
             warehouse.engine,
             kind,
             text,
-            operator_email=settings.operator_email,
-            mail_from=mailer.sender(),
-            mailer=mailer.open(),
             now=now,
         )

@@ -1,9 +1,14 @@
-from pydantic import Field
+from datetime import datetime, timedelta
 
+from pydantic import Field
+from sqlalchemy import Engine
+
+from musicbutler_pipeline.domain.schedulers import ALERT_PERIOD
 from musicbutler_pipeline.mail.backends.base import Mailer
 from musicbutler_pipeline.mail.tokens import MailIdentity
 from musicbutler_pipeline.mail.url import mailer_from_url
 from musicbutler_pipeline.resources.settings import UsesSettings
+from musicbutler_pipeline.services.alerts import alert_operator
 from musicbutler_pipeline.settings import (
     Settings,
     SettingsError,
@@ -54,4 +59,28 @@ class MailerResource(UsesSettings):
             base_url=(self.base_url or settings.base_url).rstrip("/"),
             secret_key=secret_key(settings.home),
             postal_address=self.postal_address or settings.postal_address,
+        )
+
+    def alert_operator(
+        self,
+        engine: Engine,
+        kind: str,
+        text: str,
+        *,
+        now: datetime,
+        claim: str | None = None,
+        period: timedelta = ALERT_PERIOD,
+    ) -> bool:
+        """Tell MUSICBUTLER_OPERATOR_EMAIL through this mailer, once per ``claim`` (by default
+        ``kind``) within ``period`` (services/alerts.py); whether an e-mail went out."""
+        return alert_operator(
+            engine,
+            kind,
+            text,
+            operator_email=self.environment().operator_email,
+            mail_from=self.sender(),
+            mailer=self.open(),
+            now=now,
+            claim=claim,
+            period=period,
         )

@@ -33,7 +33,6 @@ from musicbutler_pipeline.services.alerts import (
     DAY_NOT_RUN,
     ONCE,
     SEND_DEADLINE,
-    alert_operator,
     day_not_run_text,
     missed_deadline_text,
 )
@@ -66,13 +65,10 @@ def build_send_deadline_sensor(
             deadline = _deadline(day.partition_date, allowed)
             if day.needs_attention and now >= deadline:
                 late.append(day.partition_date.isoformat())
-                alert_operator(
+                mailer.alert_operator(
                     warehouse.engine,
                     SEND_DEADLINE,
                     missed_deadline_text(day, deadline),
-                    operator_email=settings.operator_email,
-                    mail_from=mailer.sender(),
-                    mailer=mailer.open(),
                     now=now,
                     claim=f"{SEND_DEADLINE}:{day.partition_date}",
                     period=ONCE,
@@ -85,13 +81,10 @@ def build_send_deadline_sensor(
             if day.isoformat() in late or now < deadline:
                 continue
             late.append(day.isoformat())
-            alert_operator(
+            mailer.alert_operator(
                 warehouse.engine,
                 DAY_NOT_RUN,
                 day_not_run_text(day, deadline),
-                operator_email=settings.operator_email,
-                mail_from=mailer.sender(),
-                mailer=mailer.open(),
                 now=now,
                 claim=f"{SEND_DEADLINE}:{day}",  # one e-mail a day, whichever way it is late
                 period=ONCE,

@@ -6,7 +6,7 @@ from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_se
 
 from musicbutler_pipeline.jobs import daily_drops_job
 from musicbutler_pipeline.resources import MailerResource, WarehouseResource
-from musicbutler_pipeline.services.alerts import ONCE, RUN_FAILED, alert_operator, run_failed_text
+from musicbutler_pipeline.services.alerts import ONCE, RUN_FAILED, run_failed_text
 
 PARTITION_TAG = "dagster/partition"
 
@@ -32,14 +32,10 @@ def daily_drops_failure_sensor(
         failures.append(f"{event.step_key}: {message}")
     text = run_failed_text(run.tags.get(PARTITION_TAG, "?"), run.job_name, run.run_id, failures)
     context.log.error("%s", text)
-    settings = mailer.environment()
-    alert_operator(
+    mailer.alert_operator(
         warehouse.engine,
         RUN_FAILED,
         text,
-        operator_email=settings.operator_email,
-        mail_from=mailer.sender(),
-        mailer=mailer.open(),
         now=datetime.now(UTC),
         claim=f"{RUN_FAILED}:{run.run_id}",
         period=ONCE,
