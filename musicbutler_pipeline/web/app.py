@@ -299,4 +299,6 @@ def create_app(
         500: _server_error,
     }
     app = Starlette(routes=routes, exception_handlers=exception_handlers, max_body_size=MAX_BODY)
+    # No redirects between `/x` and `/x/`: a link is right or it is not found.
+    app.router.redirect_slashes = False
     return _Hardened(app)

@@ -12,34 +12,39 @@ from datetime import datetime
 import httpx
 import pytest
 from sqlalchemy import Engine, select
+from starlette.types import ASGIApp
 
 from musicbutler_pipeline.mail.tokens import make_token
 from musicbutler_pipeline.warehouse.schema import subscribers
 from musicbutler_pipeline.web.app import create_app
-from musicbutler_pipeline.web.server import make_wsgi_server
+from musicbutler_pipeline.web.server import make_server
 from tests.builders import add_subscriber
 
 KEY = b"web-test-key-0123456789"
 
 
 @contextmanager
-def _serving(engine: Engine) -> Iterator[httpx.Client]:
-    """The app on a real server in a thread; leaving the block waits for every request thread,
-    so whatever they logged has been logged."""
-    server = make_wsgi_server(create_app(engine, KEY), "127.0.0.1", 0)
-    # Track request threads so server_close() joins them (the server itself runs them detached).
-    server.daemon_threads = False
-    # A short poll interval only makes shutdown() return sooner.
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+def serving(app: ASGIApp) -> Iterator[httpx.Client]:
+    """``app`` on uvicorn on a free loopback port in a thread; leaving the block shuts it down
+    gracefully and waits, so whatever the requests logged has been logged."""
+    server = make_server(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    assert server.wait_until_serving(), "the server did not start"
     host, port = server.server_address[:2]
     try:
         with httpx.Client(base_url=f"http://{host}:{port}", timeout=10) as client:
             yield client
     finally:
         server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+
+
+@contextmanager
+def _serving(engine: Engine) -> Iterator[httpx.Client]:
+    with serving(create_app(engine, KEY)) as client:
+        yield client
 
 
 @pytest.fixture
