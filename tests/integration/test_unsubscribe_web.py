@@ -186,3 +186,47 @@ def test_access_log_leaves_the_token_out(
     assert any("POST /unsubscribe/…" in message for message in messages)
     signature = token.partition(".")[2]
     assert not any(signature in message for message in messages)
+
+
+def test_a_server_error_shows_nothing_of_the_inside(
+    sqlite_engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    from starlette.routing import Route
+
+    async def broken(_request: object) -> None:
+        raise RuntimeError("secret detail /work/somewhere/app.py")
+
+    app = create_app(sqlite_engine, KEY, extra_routes=[Route("/broken", broken)])
+    with serving(app) as web:
+        response = web.get("/broken")
+    assert response.status_code == 500
+    assert "Something went wrong" in response.text
+    for leak in ("Traceback", "secret detail", "RuntimeError", ".py", "/work"):
+        assert leak not in response.text
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "server" not in response.headers
+    assert any("RuntimeError" in record.getMessage() for record in caplog.records)
+
+
+def test_error_pages_are_the_apps_own_with_security_headers(web: httpx.Client) -> None:
+    for response in (web.get("/nothing"), web.delete("/healthz")):
+        assert response.status_code in (404, 405)
+        assert "MusicButler" in response.text
+        assert response.headers["content-security-policy"].startswith("default-src 'none'")
+        assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_an_oversized_body_gets_413_before_it_is_sent(web: httpx.Client) -> None:
+    """Headers announcing 10 MB and no body at all: the answer comes without waiting for it."""
+    import socket
+
+    host, port = web.base_url.host, web.base_url.port
+    assert port is not None
+    with socket.create_connection((host, port), timeout=10) as raw:
+        raw.sendall(
+            f"POST /unsubscribe/{make_token(1, KEY)} HTTP/1.1\r\nHost: x\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            "Content-Length: 10000000\r\n\r\n".encode()
+        )
+        reply = raw.recv(65536).decode(errors="replace")
+    assert reply.startswith("HTTP/1.1 413 ")
