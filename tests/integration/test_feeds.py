@@ -169,3 +169,37 @@ def test_a_feed_request_is_logged_without_its_secret(
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("musicbutler")]
     assert any('"GET /feeds/… HTTP/1.1" 200' in message for message in messages)
     assert not any(secret in message for message in messages)
+
+
+def test_musicbutler_feeds_prints_rotates_and_refuses(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from musicbutler_pipeline.cli import main
+    from musicbutler_pipeline.warehouse.engine import make_engine
+
+    monkeypatch.setenv("MUSICBUTLER_WAREHOUSE_URL", sqlite_url)
+    monkeypatch.setenv("MUSICBUTLER_BASE_URL", BASE)
+    assert main(["db", "upgrade"]) == 0
+    engine = make_engine(sqlite_url)
+    try:
+        zoe = add_subscriber(engine, "zoe@example.org")
+        capsys.readouterr()
+        assert main(["feeds", "Zoe@Example.org"]) == 0
+        first = capsys.readouterr().out
+        links = feed_links(BASE, feed_secret(engine, zoe))
+        assert first.splitlines() == [f"Atom:       {links.atom}", f"iCalendar:  {links.icalendar}"]
+        assert main(["feeds", "zoe@example.org"]) == 0
+        assert capsys.readouterr().out == first  # made once
+        assert main(["feeds", "zoe@example.org", "--rotate"]) == 0
+        rotated = capsys.readouterr().out
+        assert "old ones now answer 404" in rotated
+        assert links.atom not in rotated
+        assert feed_links(BASE, feed_secret(engine, zoe)).atom in rotated
+        assert main(["feeds", "nobody@example.org"]) == 1
+        assert capsys.readouterr().err == "musicbutler: no subscriber nobody@example.org\n"
+        assert main(["feeds", "not-an-address"]) == 2
+        unsubscribe_by_id(engine, zoe)
+        assert main(["feeds", "zoe@example.org"]) == 1
+        assert "unsubscribed" in capsys.readouterr().err
+    finally:
+        engine.dispose()
