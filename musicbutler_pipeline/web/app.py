@@ -35,7 +35,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -251,6 +251,13 @@ async def _not_allowed(_request: Request, exc: Exception) -> Response:
     )
 
 
+async def _client_gone(_request: Request, _exc: Exception) -> Response:
+    # The client went away (or was cut off for stalling) before its request was complete:
+    # nothing was done, and nobody is left to read an answer.
+    logger.info("web: the client left before its request was complete")
+    return Response(status_code=400)
+
+
 async def _too_large(_request: Request, _exc: Exception) -> Response:
     return page(413, "Request too large", "<p>The request is too large.</p>")
 
@@ -293,6 +300,7 @@ def create_app(
         *(extra_routes or []),
     ]
     exception_handlers: dict[int | type[Exception], ErrorHandler] = {
+        ClientDisconnect: _client_gone,
         404: _not_found,
         405: _not_allowed,
         413: _too_large,

@@ -135,24 +135,37 @@ class _AccessLog:
 
 class _IdleClosingH11(H11Protocol):
     """uvicorn's HTTP/1.1 protocol, closing connections idle before a request is complete
-    (see the module docstring), and telling the server when a connection is gone."""
+    (see the module docstring), and telling the server when a connection is gone.
+
+    Before the request line and headers are complete, the timer is uvicorn's keep-alive one (it
+    closes politely). While a request body is still arriving, a stall timer closes the
+    transport if no chunk comes for ``timeout_keep_alive`` seconds: the handler waiting for that
+    body then sees the client gone, and nothing of the request is acted on.
+    """
 
     on_lost: Callable[[], None] = staticmethod(lambda: None)
+    _stall_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm_idle_timer()
 
     def data_received(self, data: bytes) -> None:
+        self._cancel_stall_timer()
         super().data_received(data)
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        if self.transport.is_closing():
+            return
+        if self.conn.their_state is h11.IDLE:
             self._arm_idle_timer()  # still no complete request: a fresh idle period
+        elif self.conn.their_state is h11.SEND_BODY:
+            self._stall_timer = self.loop.call_later(self.timeout_keep_alive, self._stalled)
 
     def connection_lost(self, exc: Exception | None) -> None:
         try:
             super().connection_lost(exc)
         finally:
             self._unset_keepalive_if_required()
+            self._cancel_stall_timer()
             self.on_lost()
 
     def _arm_idle_timer(self) -> None:
@@ -160,6 +173,17 @@ class _IdleClosingH11(H11Protocol):
         self.timeout_keep_alive_task = self.loop.call_later(
             self.timeout_keep_alive, self.timeout_keep_alive_handler
         )
+
+    def _cancel_stall_timer(self) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+
+    def _stalled(self) -> None:
+        self._stall_timer = None
+        if not self.transport.is_closing():
+            logger.info("closing a connection whose request body stalled")
+            self.transport.close()
 
 
 class _GatedServer(Server):

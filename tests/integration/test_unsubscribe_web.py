@@ -17,17 +17,17 @@ from starlette.types import ASGIApp
 from musicbutler_pipeline.mail.tokens import make_token
 from musicbutler_pipeline.warehouse.schema import subscribers
 from musicbutler_pipeline.web.app import create_app
-from musicbutler_pipeline.web.server import make_server
+from musicbutler_pipeline.web.server import ServerLimits, make_server
 from tests.builders import add_subscriber
 
 KEY = b"web-test-key-0123456789"
 
 
 @contextmanager
-def serving(app: ASGIApp) -> Iterator[httpx.Client]:
+def serving(app: ASGIApp, limits: ServerLimits | None = None) -> Iterator[httpx.Client]:
     """``app`` on uvicorn on a free loopback port in a thread; leaving the block shuts it down
     gracefully and waits, so whatever the requests logged has been logged."""
-    server = make_server(app, "127.0.0.1", 0)
+    server = make_server(app, "127.0.0.1", 0, limits)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     assert server.wait_until_serving(), "the server did not start"
@@ -230,3 +230,31 @@ def test_an_oversized_body_gets_413_before_it_is_sent(web: httpx.Client) -> None
         )
         reply = raw.recv(65536).decode(errors="replace")
     assert reply.startswith("HTTP/1.1 413 ")
+
+
+def test_idle_and_stalled_connections_are_closed_and_act_on_nothing(
+    sqlite_engine: Engine,
+) -> None:
+    """Silent from the start, stalled in the headers, stalled in the body: each is closed by the
+    server once idle for the timeout, and the half-sent unsubscribe changes nothing."""
+    import socket
+    import time
+
+    zoe = add_subscriber(sqlite_engine, "zoe@example.org")
+    head = (
+        f"POST /unsubscribe/{make_token(zoe, KEY)} HTTP/1.1\r\nHost: x\r\n"
+        "Content-Length: 26\r\n\r\n"
+    )
+    beginnings = {"silent": b"", "headers": head[:20].encode(), "body": head.encode() + b"List-"}
+    limits = ServerLimits(idle_timeout=1)
+    with serving(create_app(sqlite_engine, KEY), limits) as web:
+        host, port = web.base_url.host, web.base_url.port
+        assert port is not None
+        for what, beginning in beginnings.items():
+            with socket.create_connection((host, port), timeout=15) as raw:
+                started = time.monotonic()
+                raw.sendall(beginning)
+                assert raw.recv(65536) == b"", what  # closed, with no answer
+                assert time.monotonic() - started >= 0.9, what
+        assert web.get("/healthz").status_code == 200
+    assert _unsubscribed_at(sqlite_engine, zoe) is None
