@@ -120,6 +120,30 @@ def cmd_unsubscribe(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_feeds(settings: Settings, args: argparse.Namespace) -> int:
+    from musicbutler_pipeline.domain.feeds import feed_links
+    from musicbutler_pipeline.domain.rules import email_key
+    from musicbutler_pipeline.warehouse.feeds import feed_secret
+    from musicbutler_pipeline.warehouse.subscribers import find_subscribers
+
+    try:
+        email = normalize_email(args.email)
+    except InvalidInput as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    engine = _engine(settings)
+    subscriber = find_subscribers(engine, [email]).get(email_key(email))
+    if subscriber is None:
+        raise CommandError(f"no subscriber {email}")
+    if subscriber.unsubscribed_at is not None:
+        raise CommandError(f"{subscriber.email} is unsubscribed: their feeds answer 404")
+    links = feed_links(settings.base_url, feed_secret(engine, subscriber.id, rotate=args.rotate))
+    if args.rotate:
+        print(f"{subscriber.email}: new feed URLs (the old ones now answer 404)")
+    print(f"Atom:       {links.atom}")
+    print(f"iCalendar:  {links.icalendar}")
+    return EXIT_OK
+
+
 def _print_run(summary: RunSummary, settings: Settings) -> int:
     if not summary.success:
         print(f"{summary.day}: run {summary.run_id} failed: {summary.error}", file=sys.stderr)
@@ -454,6 +478,18 @@ def build_parser() -> argparse.ArgumentParser:
     unsub.add_argument("email", help="the subscriber's address (any case)")
     unsub.set_defaults(func=cmd_unsubscribe)
 
+    feeds = _command(
+        commands,
+        "feeds",
+        "print a subscriber's Atom and iCalendar feed URLs",
+        "What was announced to them in the last 90 days, served by `musicbutler web` at a secret "
+        "URL under MUSICBUTLER_BASE_URL (made on first use). --rotate replaces the secret: the "
+        "old URLs then answer 404.",
+    )
+    feeds.add_argument("email", help="the subscriber's address (any case)")
+    feeds.add_argument("--rotate", action="store_true", help="replace the secret in the URLs")
+    feeds.set_defaults(func=cmd_feeds)
+
     run = _command(
         commands,
         "run",
@@ -544,9 +580,10 @@ def build_parser() -> argparse.ArgumentParser:
     web = _command(
         commands,
         "web",
-        "serve the one-click unsubscribe endpoint",
+        "serve the one-click unsubscribe endpoint and the feeds",
         "The List-Unsubscribe links (MUSICBUTLER_BASE_URL + path): RFC 8058 one-click POST, and "
-        "a confirmation page on GET.",
+        "a confirmation page on GET; each subscriber's Atom and iCalendar feeds (`musicbutler "
+        "feeds EMAIL`). Stops gracefully on SIGTERM.",
     )
     web.add_argument("--host", default="127.0.0.1", help="address to listen on")
     web.add_argument("--port", type=int, default=8000, help="port to listen on")

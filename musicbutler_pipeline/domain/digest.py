@@ -319,6 +319,8 @@ def render_digest(digest: Digest) -> RenderedDigest:
         # The preview line inboxes show after the subject.
         "preheader": preheader,
         "unsubscribe_url": digest.unsubscribe_url,
+        "feed_atom_url": digest.feed_atom_url,
+        "feed_icalendar_url": digest.feed_icalendar_url,
         "sender_name": sender_name,
         "postal_address": postal_address,
     }

@@ -85,6 +85,9 @@ class Digest:
     artists: tuple[DigestArtist, ...]
     unsubscribe_url: str = ""
     unsubscribe_mailto: str = ""
+    # The subscriber's feeds of what was announced to them (`musicbutler web`); none: no links.
+    feed_atom_url: str = ""
+    feed_icalendar_url: str = ""
     sender: Sender = Sender()
     # Days before ``partition_date`` whose own run never fetched releases (it did not run, or its
     # pages are gone): a release dated one of them may have been in MusicBrainz in time, so the

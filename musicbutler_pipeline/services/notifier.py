@@ -19,6 +19,7 @@ from functools import partial
 from sqlalchemy import Engine
 
 from musicbutler_pipeline.domain.digest import render_digest
+from musicbutler_pipeline.domain.feeds import feed_links
 from musicbutler_pipeline.domain.models import Digest
 from musicbutler_pipeline.domain.sends import Claim, ClaimOutcome, SendPhase
 from musicbutler_pipeline.locks import ExclusiveLock
@@ -26,6 +27,7 @@ from musicbutler_pipeline.mail.backends.base import Mailer, MailError, MailOutco
 from musicbutler_pipeline.mail.message import build_message, message_id
 from musicbutler_pipeline.mail.tokens import MailIdentity
 from musicbutler_pipeline.warehouse.digests import iter_digests
+from musicbutler_pipeline.warehouse.feeds import feed_secrets_for_day
 from musicbutler_pipeline.warehouse.ledger import SendLedger
 
 logger = logging.getLogger(__name__)
@@ -96,6 +98,13 @@ def send_digests(
     return report
 
 
+def _feed_urls(base_url: str, secret: str | None) -> dict[str, str]:
+    if secret is None:
+        return {}
+    links = feed_links(base_url, secret)
+    return {"feed_atom_url": links.atom, "feed_icalendar_url": links.icalendar}
+
+
 def _send_all(
     engine: Engine,
     day: date,
@@ -108,6 +117,8 @@ def _send_all(
     lock: ExclusiveLock | None = None,
 ) -> None:
     outcomes: Counter[ClaimOutcome] = Counter()
+    # Every footer links the subscriber's feeds: their secrets, made in one go for the day.
+    secrets_by_subscriber = feed_secrets_for_day(engine, day)
     with mailer:
         for digest in iter_digests(engine, day):
             if lock is not None:
@@ -120,6 +131,7 @@ def _send_all(
                 unsubscribe_url=unsubscribe_url,
                 unsubscribe_mailto=unsubscribe_mailto,
                 sender=identity.sender,
+                **_feed_urls(identity.base_url, secrets_by_subscriber.get(digest.subscriber.id)),
             )
             identifier = message_id(digest.subscriber.id, day, identity.mail_from)
             claim = ledger.claim(

@@ -283,3 +283,19 @@ operator_alerts = Table(
     Column("pid", Integer, nullable=False),
     Column("created_at", Timestamp, nullable=False),
 )
+
+# Each subscriber's feed secret (migration 0010): the random part of their Atom and iCalendar
+# URLs, made on first use and replaced by `musicbutler feeds EMAIL --rotate`.
+feed_tokens = Table(
+    "feed_tokens",
+    metadata,
+    Column(
+        "subscriber_id",
+        ID,
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("token", String(64), nullable=False, unique=True),
+    Column("created_at", Timestamp, nullable=False),
+)

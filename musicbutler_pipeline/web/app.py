@@ -1,5 +1,5 @@
-"""The unsubscribe endpoint behind ``musicbutler web``: a small WSGI app (``web.server`` serves
-it with waitress).
+"""The subscriber-facing web app behind ``musicbutler web``: a Starlette (ASGI) app that
+``web.server`` serves with uvicorn.
 
 Routes:
 
@@ -8,63 +8,64 @@ Routes:
 * ``POST /unsubscribe/<token>`` opts the subscriber out. This is what a mail client's one-click
   unsubscribe sends (RFC 8058: body ``List-Unsubscribe=One-Click``), and what the page's button
   sends. It is idempotent.
+* ``GET /feeds/<secret>.atom`` and ``GET /feeds/<secret>.ics``: what was announced to the
+  subscriber whose feed secret this is, in the last ``FEED_DAYS`` days (``domain.feeds``). An
+  unknown or rotated secret, or an unsubscribed person, gets 404. ETag and Last-Modified, so
+  feed readers and calendars polling every few minutes get 304 Not Modified.
 * ``GET /healthz`` answers ``ok`` for load balancers.
 
-A forged or malformed token gets 400 and changes nothing. Tokens are never logged: they are what
-lets anyone holding the link unsubscribe that person.
+A forged or malformed unsubscribe token gets 400 and changes nothing. Tokens and feed secrets
+are never logged: they are what lets anyone holding the link act for that person. Error pages
+(404, 405, 413, 500) are the app's own and say nothing about its insides; a request body over
+``MAX_BODY`` bytes gets 413 without being read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime, parsedate_to_datetime
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from musicbutler_pipeline.domain.feeds import FEED_DAYS, FEED_PATH, render_atom, render_icalendar
 from musicbutler_pipeline.mail.tokens import UNSUBSCRIBE_PATH, InvalidToken, read_token
+from musicbutler_pipeline.warehouse.feeds import read_feed
 from musicbutler_pipeline.warehouse.subscribers import find_subscriber_by_id, unsubscribe_by_id
 
 logger = logging.getLogger(__name__)
 
-StartResponse = Callable[..., Any]
-WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-
 # One-click bodies are a few dozen bytes; anything much larger is not a mail client.
-_MAX_BODY = 64 * 1024
-_HEADERS = [
-    ("Cache-Control", "no-store"),
-    ("X-Content-Type-Options", "nosniff"),
+MAX_BODY = 64 * 1024
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
     # The token is in the URL: never pass it on to another site as a Referer.
-    ("Referrer-Policy", "no-referrer"),
-    ("X-Frame-Options", "DENY"),
-    ("X-Robots-Tag", "noindex, nofollow"),
-    (
-        "Content-Security-Policy",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "X-Robots-Tag": "noindex, nofollow",
+    "Content-Security-Policy": (
         "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'",
+        "frame-ancestors 'none'; base-uri 'none'"
     ),
-]
-_STATUS = {
-    200: "200 OK",
-    400: "400 Bad Request",
-    404: "404 Not Found",
-    405: "405 Method Not Allowed",
-    411: "411 Length Required",
-    413: "413 Content Too Large",
-    500: "500 Internal Server Error",
 }
 
-
-@dataclass(frozen=True, slots=True)
-class _Response:
-    status: int
-    title: str
-    body_html: str
-    extra_headers: tuple[tuple[str, str], ...] = ()
+_FEED_TYPES = {
+    "atom": ("application/atom+xml; charset=utf-8", render_atom),
+    "ics": ("text/calendar; charset=utf-8", render_icalendar),
+}
 
 
 def _page(title: str, body_html: str) -> str:
@@ -95,84 +96,94 @@ button {{ font: inherit; font-weight: 600; color: #fff; background: #5b3cc4; bor
 """
 
 
+def page(
+    status: int, title: str, body_html: str, headers: dict[str, str] | None = None
+) -> HTMLResponse:
+    return HTMLResponse(_page(title, body_html), status_code=status, headers=headers)
+
+
 def _masked(email: str) -> str:
     """``z***@example.org``: enough for people to recognise their address on a shared link."""
     local, _, domain = email.rpartition("@")
     return f"{local[:1]}***@{domain}"
 
 
-class UnsubscribeApp:
-    """The WSGI callable. Each request uses its own short transaction on ``engine``."""
+class _Hardened:
+    """Security headers on every response (the app's own error pages included), and
+    ``Cache-Control: no-store`` unless a route chose its own caching."""
 
-    def __init__(self, engine: Engine, secret_key: bytes) -> None:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_hardened(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_hardened)
+
+
+_UNSUBSCRIBED = "<p>This address gets no more emails from MusicButler.</p>"
+_NOT_VALID = (
+    "<p>The unsubscribe link is damaged or incomplete. Copy the whole link from the email, or use "
+    "the unsubscribe button your mail app shows.</p>"
+)
+
+
+class WebApp:
+    """Route handlers over the warehouse ``engine``; each request uses its own short
+    transaction, in a worker thread (SQLAlchemy is synchronous)."""
+
+    def __init__(
+        self, engine: Engine, secret_key: bytes, base_url: str, clock: Callable[[], datetime]
+    ) -> None:
         self.engine = engine
         self._key = secret_key
+        self._base_url = base_url
+        self._clock = clock
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        method = environ.get("REQUEST_METHOD", "GET").upper()
-        path = environ.get("PATH_INFO", "") or "/"
-        try:
-            response = self._route(method, path, environ)
-        except SQLAlchemyError:
-            logger.exception("unsubscribe: warehouse error")
-            response = _Response(
-                500,
-                "Something went wrong",
-                "<p>We could not update your subscription just now. Please try again later.</p>",
-            )
-        if response.status == 200 and path == "/healthz":
-            body = b"ok\n"
-            content_type = "text/plain; charset=utf-8"
-        else:
-            body = _page(response.title, response.body_html).encode()
-            content_type = "text/html; charset=utf-8"
-        headers = [
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(body))),
-            *_HEADERS,
-            *response.extra_headers,
-        ]
-        start_response(_STATUS[response.status], headers)
-        return [b""] if method == "HEAD" else [body]
+    async def healthz(self, _request: Request) -> Response:
+        return PlainTextResponse("ok\n")
 
-    def _route(self, method: str, path: str, environ: dict[str, Any]) -> _Response:
-        if path == "/healthz":
-            if method not in ("GET", "HEAD"):
-                return _not_allowed("GET, HEAD")
-            return _Response(200, "ok", "")
-        if not path.startswith(UNSUBSCRIBE_PATH):
-            return _Response(404, "Page not found", "<p>There is nothing here.</p>")
-        token = path.removeprefix(UNSUBSCRIBE_PATH)
-        if method not in ("GET", "HEAD", "POST"):
-            return _not_allowed("GET, HEAD, POST")
+    async def unsubscribe(self, request: Request) -> Response:
         try:
-            subscriber_id = read_token(token, self._key)
+            subscriber_id = read_token(request.path_params.get("token", ""), self._key)
         except InvalidToken as exc:
-            logger.info("unsubscribe: %s refused: %s", method, exc)
-            return _Response(
-                400,
-                "This link is not valid",
-                "<p>The unsubscribe link is damaged or incomplete. Copy the whole link from the "
-                "email, or use the unsubscribe button your mail app shows.</p>",
+            logger.info("unsubscribe: %s refused: %s", request.method, exc)
+            return page(400, "This link is not valid", _NOT_VALID)
+        if request.method == "POST":
+            # Read (at most MAX_BODY bytes) and discard: a valid token in a POST is the request,
+            # whatever the body (RFC 8058 senders vary between urlencoded and multipart bodies).
+            await request.body()
+            changed = await run_in_threadpool(unsubscribe_by_id, self.engine, subscriber_id)
+            logger.info(
+                "unsubscribe: subscriber %d %s",
+                subscriber_id,
+                "opted out" if changed else "was not subscribed",
             )
-        if method == "POST":
-            problem = _consume_body(environ)
-            if problem is not None:
-                return problem
-            return self._unsubscribe(subscriber_id)
-        return self._confirm(subscriber_id)
-
-    def _confirm(self, subscriber_id: int) -> _Response:
+            return page(
+                200,
+                "You are unsubscribed",
+                "<p>Done: this address gets no more emails from MusicButler.</p>",
+            )
         # Also finds the subscriber a link's id was merged into (same mailbox).
-        row = find_subscriber_by_id(self.engine, subscriber_id)
+        row = await run_in_threadpool(find_subscriber_by_id, self.engine, subscriber_id)
         if row is None or row.unsubscribed_at is not None:
-            return _Response(
+            return page(
                 200,
                 "You are unsubscribed",
                 "<p>This address gets no more emails from MusicButler.</p>",
             )
         # The button posts the RFC 8058 field too, so both paths go through the same handler.
-        return _Response(
+        return page(
             200,
             "Unsubscribe?",
             f"<p>Stop the daily new-release emails to "
@@ -183,44 +194,119 @@ class UnsubscribeApp:
             "</form>",
         )
 
-    def _unsubscribe(self, subscriber_id: int) -> _Response:
-        changed = unsubscribe_by_id(self.engine, subscriber_id)
-        logger.info(
-            "unsubscribe: subscriber %d %s",
-            subscriber_id,
-            "opted out" if changed else "was not subscribed",
+    async def feed(self, request: Request) -> Response:
+        secret, kind = request.path_params["secret"], request.path_params["kind"]
+        if kind not in _FEED_TYPES:
+            raise HTTPException(404)
+        now = self._clock()
+        feed = await run_in_threadpool(
+            read_feed, self.engine, secret, since=now.date() - timedelta(days=FEED_DAYS)
         )
-        return _Response(
-            200,
-            "You are unsubscribed",
-            "<p>Done: this address gets no more emails from MusicButler.</p>",
-        )
+        if feed is None:
+            raise HTTPException(404)
+        content_type, render = _FEED_TYPES[kind]
+        body = render(feed, base_url=self._base_url or str(request.base_url))
+        etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+        headers = {
+            "ETag": etag,
+            # Private: the URL is a secret; no-cache: readers keep it and revalidate (304).
+            "Cache-Control": "private, no-cache",
+        }
+        if feed.updated is not None:
+            headers["Last-Modified"] = format_datetime(feed.updated.astimezone(UTC), usegmt=True)
+        if _not_modified(request, etag, feed.updated):
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type=content_type, headers=headers)
 
 
-def _not_allowed(allow: str) -> _Response:
-    return _Response(
+def _not_modified(request: Request, etag: str, updated: datetime | None) -> bool:
+    """RFC 9110 13.1: If-None-Match wins over If-Modified-Since."""
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+        return etag in tags or "*" in tags
+    if_modified_since = request.headers.get("if-modified-since")
+    if if_modified_since is None or updated is None:
+        return False
+    try:
+        since = parsedate_to_datetime(if_modified_since)
+    except (TypeError, ValueError):
+        return False
+    return since.tzinfo is not None and updated.replace(microsecond=0) <= since
+
+
+async def _not_found(_request: Request, _exc: Exception) -> Response:
+    return page(404, "Page not found", "<p>There is nothing here.</p>")
+
+
+async def _not_allowed(_request: Request, exc: Exception) -> Response:
+    allow = exc.headers.get("Allow") if isinstance(exc, HTTPException) and exc.headers else None
+    # Starlette lists a route's methods in set order; sorted, the header is the same each time.
+    methods = sorted(method.strip() for method in allow.split(",")) if allow else []
+    return page(
         405,
         "Method not allowed",
         "<p>That is not something this page does.</p>",
-        (("Allow", allow),),
+        {"Allow": ", ".join(methods)} if methods else None,
     )
 
 
-def _consume_body(environ: dict[str, Any]) -> _Response | None:
-    """Read and discard the request body. Its content does not matter: a valid token in a POST
-    is the request (RFC 8058 senders vary between urlencoded and multipart bodies)."""
-    raw_length = environ.get("CONTENT_LENGTH") or "0"
-    try:
-        length = int(raw_length)
-    except ValueError:
-        return _Response(411, "Bad request", "<p>The request has no valid length.</p>")
-    if length > _MAX_BODY:
-        return _Response(413, "Request too large", "<p>The request is too large.</p>")
-    if length > 0:
-        environ["wsgi.input"].read(length)
-    return None
+async def _client_gone(_request: Request, _exc: Exception) -> Response:
+    # The client went away (or was cut off for stalling) before its request was complete:
+    # nothing was done, and nobody is left to read an answer.
+    logger.info("web: the client left before its request was complete")
+    return Response(status_code=400)
 
 
-def create_app(engine: Engine, secret_key: bytes) -> WsgiApp:
-    """The unsubscribe WSGI app over the warehouse ``engine``, checking tokens with the key."""
-    return UnsubscribeApp(engine, secret_key)
+async def _too_large(_request: Request, _exc: Exception) -> Response:
+    return page(413, "Request too large", "<p>The request is too large.</p>")
+
+
+async def _server_error(_request: Request, exc: Exception) -> Response:
+    # The traceback goes to the log (never a token: the path is not in it); the page says nothing
+    # about what failed inside.
+    if isinstance(exc, SQLAlchemyError):
+        logger.error("web: warehouse error: %s", type(exc).__name__, exc_info=exc)
+    else:
+        logger.error("web: unexpected error: %s", type(exc).__name__, exc_info=exc)
+    return page(
+        500,
+        "Something went wrong",
+        "<p>We could not do that just now. Please try again later.</p>",
+    )
+
+
+ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def create_app(
+    engine: Engine,
+    secret_key: bytes,
+    *,
+    base_url: str = "",
+    clock: Callable[[], datetime] | None = None,
+    extra_routes: list[Route] | None = None,
+) -> ASGIApp:
+    """The web app over the warehouse ``engine``, checking unsubscribe tokens with the key.
+    Feeds link themselves under ``base_url`` (``MUSICBUTLER_BASE_URL``; the request's own URL
+    when empty). ``extra_routes`` is for tests (a route that fails on purpose)."""
+    handlers = WebApp(engine, secret_key, base_url, clock or (lambda: datetime.now(UTC)))
+    routes = [
+        Route("/healthz", handlers.healthz, methods=["GET"]),
+        # The bare prefix too: an empty token is a damaged link (400), not a missing page.
+        Route(UNSUBSCRIBE_PATH, handlers.unsubscribe, methods=["GET", "POST"]),
+        Route(f"{UNSUBSCRIBE_PATH}{{token}}", handlers.unsubscribe, methods=["GET", "POST"]),
+        Route(f"{FEED_PATH}{{secret}}.{{kind}}", handlers.feed, methods=["GET"]),
+        *(extra_routes or []),
+    ]
+    exception_handlers: dict[int | type[Exception], ErrorHandler] = {
+        ClientDisconnect: _client_gone,
+        404: _not_found,
+        405: _not_allowed,
+        413: _too_large,
+        500: _server_error,
+    }
+    app = Starlette(routes=routes, exception_handlers=exception_handlers, max_body_size=MAX_BODY)
+    # No redirects between `/x` and `/x/`: a link is right or it is not found.
+    app.router.redirect_slashes = False
+    return _Hardened(app)

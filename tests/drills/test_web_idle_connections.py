@@ -1,9 +1,10 @@
 """Drill: idle connections must not take `musicbutler web` down (issue 10, finding 7).
 
-A real `musicbutler web` process at its shipped limits, under `ulimit -n 256`, gets 300 idle TCP
-connections (connected, never a byte sent), then one real request. The request is answered within
-the documented bound, and every idle connection is closed by the server, none before the idle
-timeout.
+A real `musicbutler web` process (uvicorn) at its shipped limits, under `ulimit -n 256`, gets 300
+idle TCP connections (connected, never a byte sent), then one real request. The request is
+answered within the documented bound, and every idle connection is closed by the server, none
+before the idle timeout. (uvicorn alone would keep them open for ever: its keep-alive timeout
+starts only after a response; web/server.py arms it when a connection opens.)
 """
 
 from __future__ import annotations
@@ -26,18 +27,17 @@ from tests.drills.environment import REPO, wait_for
 IDLE_CONNECTIONS = 300
 DESCRIPTOR_LIMIT = 256
 # The shipped defaults (docs/email.md); the drill passes no option to `musicbutler web`.
-CONNECTION_LIMIT, IDLE_TIMEOUT, CLEANUP_INTERVAL = 100, 10, 2
+CONNECTION_LIMIT, IDLE_TIMEOUT = 100, 10
+# Each connection has its own idle timer (no periodic sweep): closed on time, give or take the
+# event loop's scheduling on a busy machine.
+CLOSE_SLACK = 2
 
 
 def test_the_drill_knows_the_shipped_defaults() -> None:
     from musicbutler_pipeline.web.server import ServerLimits
 
     limits = ServerLimits()
-    assert (limits.connection_limit, limits.idle_timeout, limits.cleanup_interval) == (
-        CONNECTION_LIMIT,
-        IDLE_TIMEOUT,
-        CLEANUP_INTERVAL,
-    )
+    assert (limits.connection_limit, limits.idle_timeout) == (CONNECTION_LIMIT, IDLE_TIMEOUT)
 
 
 def _free_port() -> int:
@@ -91,9 +91,9 @@ def test_idle_connections_under_a_low_descriptor_limit(tmp_path: Path) -> None:
             connection.connect_ex(("127.0.0.1", port))
             idle.append(connection)
 
-        # Each round of idle connections is closed after the idle timeout, at most one cleanup
-        # interval late; a request queued behind them is accepted once the rounds ahead are gone.
-        per_round = IDLE_TIMEOUT + CLEANUP_INTERVAL
+        # Each round of idle connections is closed after the idle timeout; a request queued
+        # behind them is accepted once the rounds ahead are gone.
+        per_round = IDLE_TIMEOUT + CLOSE_SLACK
         rounds = math.ceil(IDLE_CONNECTIONS / CONNECTION_LIMIT)
         bound = rounds * per_round + 10  # + start-up and scheduling slack on a busy machine
         closed_after: list[float] = []

@@ -12,34 +12,39 @@ from datetime import datetime
 import httpx
 import pytest
 from sqlalchemy import Engine, select
+from starlette.types import ASGIApp
 
 from musicbutler_pipeline.mail.tokens import make_token
 from musicbutler_pipeline.warehouse.schema import subscribers
 from musicbutler_pipeline.web.app import create_app
-from musicbutler_pipeline.web.server import make_wsgi_server
+from musicbutler_pipeline.web.server import ServerLimits, make_server
 from tests.builders import add_subscriber
 
 KEY = b"web-test-key-0123456789"
 
 
 @contextmanager
-def _serving(engine: Engine) -> Iterator[httpx.Client]:
-    """The app on a real server in a thread; leaving the block waits for every request thread,
-    so whatever they logged has been logged."""
-    server = make_wsgi_server(create_app(engine, KEY), "127.0.0.1", 0)
-    # Track request threads so server_close() joins them (the server itself runs them detached).
-    server.daemon_threads = False
-    # A short poll interval only makes shutdown() return sooner.
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+def serving(app: ASGIApp, limits: ServerLimits | None = None) -> Iterator[httpx.Client]:
+    """``app`` on uvicorn on a free loopback port in a thread; leaving the block shuts it down
+    gracefully and waits, so whatever the requests logged has been logged."""
+    server = make_server(app, "127.0.0.1", 0, limits)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    assert server.wait_until_serving(), "the server did not start"
     host, port = server.server_address[:2]
     try:
         with httpx.Client(base_url=f"http://{host}:{port}", timeout=10) as client:
             yield client
     finally:
         server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+
+
+@contextmanager
+def _serving(engine: Engine) -> Iterator[httpx.Client]:
+    with serving(create_app(engine, KEY)) as client:
+        yield client
 
 
 @pytest.fixture
@@ -181,3 +186,75 @@ def test_access_log_leaves_the_token_out(
     assert any("POST /unsubscribe/…" in message for message in messages)
     signature = token.partition(".")[2]
     assert not any(signature in message for message in messages)
+
+
+def test_a_server_error_shows_nothing_of_the_inside(
+    sqlite_engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    from starlette.routing import Route
+
+    async def broken(_request: object) -> None:
+        raise RuntimeError("secret detail /work/somewhere/app.py")
+
+    app = create_app(sqlite_engine, KEY, extra_routes=[Route("/broken", broken)])
+    with serving(app) as web:
+        response = web.get("/broken")
+    assert response.status_code == 500
+    assert "Something went wrong" in response.text
+    for leak in ("Traceback", "secret detail", "RuntimeError", ".py", "/work"):
+        assert leak not in response.text
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "server" not in response.headers
+    assert any("RuntimeError" in record.getMessage() for record in caplog.records)
+
+
+def test_error_pages_are_the_apps_own_with_security_headers(web: httpx.Client) -> None:
+    for response in (web.get("/nothing"), web.delete("/healthz")):
+        assert response.status_code in (404, 405)
+        assert "MusicButler" in response.text
+        assert response.headers["content-security-policy"].startswith("default-src 'none'")
+        assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_an_oversized_body_gets_413_before_it_is_sent(web: httpx.Client) -> None:
+    """Headers announcing 10 MB and no body at all: the answer comes without waiting for it."""
+    import socket
+
+    host, port = web.base_url.host, web.base_url.port
+    assert port is not None
+    with socket.create_connection((host, port), timeout=10) as raw:
+        raw.sendall(
+            f"POST /unsubscribe/{make_token(1, KEY)} HTTP/1.1\r\nHost: x\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            "Content-Length: 10000000\r\n\r\n".encode()
+        )
+        reply = raw.recv(65536).decode(errors="replace")
+    assert reply.startswith("HTTP/1.1 413 ")
+
+
+def test_idle_and_stalled_connections_are_closed_and_act_on_nothing(
+    sqlite_engine: Engine,
+) -> None:
+    """Silent from the start, stalled in the headers, stalled in the body: each is closed by the
+    server once idle for the timeout, and the half-sent unsubscribe changes nothing."""
+    import socket
+    import time
+
+    zoe = add_subscriber(sqlite_engine, "zoe@example.org")
+    head = (
+        f"POST /unsubscribe/{make_token(zoe, KEY)} HTTP/1.1\r\nHost: x\r\n"
+        "Content-Length: 26\r\n\r\n"
+    )
+    beginnings = {"silent": b"", "headers": head[:20].encode(), "body": head.encode() + b"List-"}
+    limits = ServerLimits(idle_timeout=1)
+    with serving(create_app(sqlite_engine, KEY), limits) as web:
+        host, port = web.base_url.host, web.base_url.port
+        assert port is not None
+        for what, beginning in beginnings.items():
+            with socket.create_connection((host, port), timeout=15) as raw:
+                started = time.monotonic()
+                raw.sendall(beginning)
+                assert raw.recv(65536) == b"", what  # closed, with no answer
+                assert time.monotonic() - started >= 0.9, what
+        assert web.get("/healthz").status_code == 200
+    assert _unsubscribed_at(sqlite_engine, zoe) is None
