@@ -153,12 +153,9 @@ release_group_artists = Table(
 release_group_links = Table(
     "release_group_links",
     metadata,
-    Column(
-        "release_group_mbid",
-        MBID,
-        ForeignKey("release_groups.mbid", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    # No foreign key: a rerun of artist_releases rewrites its partition's release groups, and the
+    # links must outlive that (a rerun whose lookups fail keeps the links it had).
+    Column("release_group_mbid", MBID, primary_key=True),
     Column("service", String(32), primary_key=True),
     Column("url", Text, nullable=False),
     Column("partition_date", Date, nullable=False),

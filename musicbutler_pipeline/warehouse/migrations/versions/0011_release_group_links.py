@@ -24,12 +24,6 @@ def upgrade() -> None:
         sa.Column("url", sa.Text(), nullable=False),
         sa.Column("partition_date", sa.Date(), nullable=False),
         sa.Column("fetched_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["release_group_mbid"],
-            ["release_groups.mbid"],
-            name=op.f("fk_release_group_links_release_group_mbid_release_groups"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint(
             "release_group_mbid", "service", name=op.f("pk_release_group_links")
         ),
