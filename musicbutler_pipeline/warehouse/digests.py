@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import date
 from itertools import groupby
 from typing import Any
@@ -116,7 +116,7 @@ def _unchecked_days(
 
 
 def _listen_links(
-    connection: Connection, day: date, subscriber_ids: list[int]
+    connection: Connection, day: date, subscriber_ids: Sequence[int]
 ) -> dict[str, tuple[ListenLink, ...]]:
     """The listen links of the release groups owed to ``subscriber_ids`` on ``day``."""
     owed = select(drops.c.release_group_mbid).where(
