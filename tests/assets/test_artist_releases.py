@@ -258,11 +258,14 @@ def test_raw_pages_are_stored_per_partition_and_rederive_the_day(
                 select(release_groups.c.mbid).where(release_groups.c.partition_date == SAMPLE_DAY)
             ).scalars()
         )
-        rows = dict(
-            connection.execute(
-                select(source_pages.c.source, func.count()).group_by(source_pages.c.source)
-            ).all()
-        )
+        rows = {
+            row.source: row.pages
+            for row in connection.execute(
+                select(source_pages.c.source, func.count().label("pages")).group_by(
+                    source_pages.c.source
+                )
+            )
+        }
     # Replaced on the re-run, not duplicated: the search's 3 pages, and the listen_links asset's
     # one url-rels page per owed release group.
     assert rows == {SOURCE_NAME: 3, LINKS_SOURCE_NAME: len(EXPECTED["pool_release_groups_on_day"])}
