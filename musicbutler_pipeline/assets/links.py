@@ -77,6 +77,7 @@ def listen_links(
             "lookups_not_tried": len(fetched.not_tried),
             "links": rows,
             "requests": fetched.requests,
+            "responses_with_retries": fetched.responses,
             "pages_stored": pages,
             "releases_seen": fetched.releases_seen,
             "releases_skipped_malformed": fetched.records_skipped,

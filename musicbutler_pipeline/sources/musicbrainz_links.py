@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +69,9 @@ class ListenLinkFetch:
     records_skipped: int = 0
     skipped_ids: tuple[str, ...] = ()
     source: str = ""
+    # Every response received, retried ones (503, 429, bad bodies) and failed lookups included:
+    # what the day cost MusicBrainz's budget, beside ``requests`` (the pages kept).
+    responses: int = 0
 
     @property
     def requests(self) -> int:
@@ -150,9 +153,15 @@ def _page_problem(response: httpx.Response, offset: int) -> str | None:
 
 
 def iter_release_pages(
-    client: MusicBrainzClient, http: httpx.Client, release_group_mbid: str, *, first_seq: int
+    client: MusicBrainzClient,
+    http: httpx.Client,
+    release_group_mbid: str,
+    *,
+    first_seq: int,
+    on_response: Callable[[httpx.Response], None] | None = None,
 ) -> Iterator[tuple[SourcePage, BrowsePage]]:
-    """Every page of the release group's release browse, in offset order."""
+    """Every page of the release group's release browse, in offset order. ``on_response`` sees
+    every response, retried ones included."""
     url = f"{client.base_url}/release"
     query = f"release-group={release_group_mbid}&inc=url-rels"
     offset = 0
@@ -172,6 +181,7 @@ def iter_release_pages(
             policy=client.retry,
             rng=client.rng,
             wait_hint=lambda response: retry_after_hint(response, client.clock),
+            after_response=on_response,
             unusable=lambda response, offset=offset: _page_problem(response, offset),
             error=MusicBrainzUnavailable,
         )
@@ -213,6 +223,11 @@ def lookup_listen_links(
     failed: list[tuple[str, str]] = []
     skipped: list[str] = []
     seen = 0
+    responses = [0]  # a cell the callback can add to
+
+    def count(_response: httpx.Response) -> None:
+        responses[0] += 1
+
     consecutive_failures = 0
     mbids = sorted(set(release_group_mbids))
     with client.http_client() as http:
@@ -227,13 +242,13 @@ def lookup_listen_links(
                 )
                 return ListenLinkFetch(
                     links, tuple(pages), tuple(failed), rest, seen, len(skipped), tuple(skipped),
-                    client.base_url,
+                    client.base_url, responses[0],
                 )  # fmt: skip
             releases: list[ReleaseLinks] = []
             group_pages: list[SourcePage] = []
             try:
                 for raw, page in iter_release_pages(
-                    client, http, mbid, first_seq=len(pages) + len(group_pages)
+                    client, http, mbid, first_seq=len(pages) + len(group_pages), on_response=count
                 ):
                     group_pages.append(raw)
                     for record in page.releases:
@@ -265,4 +280,5 @@ def lookup_listen_links(
         records_skipped=len(skipped),
         skipped_ids=tuple(skipped),
         source=client.base_url,
+        responses=responses[0],
     )

@@ -114,7 +114,7 @@ def test_only_owed_release_groups_are_looked_up_and_digests_show_their_links(
 
     links = metadata(result, "listen_links")
     assert links["release_groups_owed"] == 26
-    assert links["requests"] == links["pages_stored"] == 26
+    assert links["requests"] == links["pages_stored"] == links["responses_with_retries"] == 26
     assert links["release_groups_with_links"] == 22
     assert links["links"] == len(link_rows(warehouse)) == 68
     assert links["lookups_failed"] == 0
@@ -151,6 +151,7 @@ def test_reruns_are_idempotent_and_an_outage_keeps_the_links_and_the_day(
     assert outage.success
     links = metadata(outage, "listen_links")
     assert (links["lookups_failed"], links["lookups_not_tried"], links["requests"]) == (3, 23, 0)
+    assert links["responses_with_retries"] == 3 * 2
     assert len(http_server.requests_to("/release")) - before == 3 * 2  # 3 groups x 2 attempts
     assert link_rows(warehouse) == first
 

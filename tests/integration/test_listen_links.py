@@ -195,6 +195,7 @@ def test_503_with_retry_after_is_honoured_then_succeeds(replay: LoopbackServer) 
     assert len(fetched.links[GROUP]) == 5
     assert fetched.failed == ()
     assert fetched.requests == 2  # pages kept: the 503 is not a page
+    assert fetched.responses == 3  # but it cost a request
 
 
 def test_an_outage_stops_the_lookups_after_a_few_failures(http_server: LoopbackServer) -> None:
@@ -207,6 +208,7 @@ def test_an_outage_stops_the_lookups_after_a_few_failures(http_server: LoopbackS
     assert len(http_server.requests) == MAX_CONSECUTIVE_FAILURES * 2
     assert [mbid for mbid, _why in fetched.failed] == OWED[:MAX_CONSECUTIVE_FAILURES]
     assert fetched.not_tried == tuple(OWED[MAX_CONSECUTIVE_FAILURES:])
+    assert (fetched.requests, fetched.responses) == (0, MAX_CONSECUTIVE_FAILURES * 2)
     assert fetched.links == {}
 
 
