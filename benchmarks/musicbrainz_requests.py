@@ -6,20 +6,28 @@ network), and compares them with what a per-artist poller would make: at least o
 ``/release-group?artist=<mbid>`` browse per distinct followed artist per day, for the demo's
 library and for 100,000 followed artists.
 
+Listen links add one ``/release?release-group=<mbid>&inc=url-rels`` browse per release group
+owed that day (more only for a release group with over 100 releases): counted on the sample day
+(its recorded url-rels pages) and at ``--owed-release-groups`` (default 500) owed release groups
+answered by a synthetic transport, both through the real lookup code.
+
 The by-date figure does not depend on the number of artists; it depends on how many release
 groups the window holds (100 per page). The sample window holds 230. For the live service the
 script also prints an estimate from ``--release-groups-per-day`` (an assumption: pass your own
 figure, e.g. from the ``count`` of a live search), since this benchmark makes no live calls.
 
     .venv/bin/python benchmarks/musicbrainz_requests.py [--release-groups-per-day N]
+        [--owed-release-groups N]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import math
+import uuid
 from datetime import date
 
 import httpx
@@ -32,6 +40,7 @@ from musicbutler_pipeline.sources.musicbrainz import (
     ReplayTransport,
     bundled_snapshot_root,
 )
+from musicbutler_pipeline.sources.musicbrainz_links import lookup_listen_links
 
 SCALE_ARTISTS = 100_000
 RATE = 1.0  # MusicBrainz's limit, requests per second
@@ -61,6 +70,41 @@ def by_date_requests(day: date, lookback_days: int) -> tuple[int, int]:
     return transport.requests, fetched.records_seen
 
 
+class SyntheticReleases(httpx.BaseTransport):
+    """Answers every release browse with two releases, each with a Spotify and a Bandcamp link,
+    as a typical release group (standard and deluxe edition) has."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        group = request.url.params["release-group"]
+        releases = [
+            {
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{group}/{edition}")),
+                "status": "Official",
+                "date": "2026-11-23",
+                "relations": [
+                    {
+                        "target-type": "url",
+                        "url": {"resource": f"https://open.spotify.com/album/{n}"},
+                    }
+                    for n in (group[:8], edition)
+                ],
+            }
+            for edition in ("standard", "deluxe")
+        ]
+        body = {"release-count": len(releases), "release-offset": 0, "releases": releases}
+        return httpx.Response(200, content=json.dumps(body).encode())
+
+
+def listen_link_requests(transport: httpx.BaseTransport, groups: list[str]) -> tuple[int, int]:
+    """(HTTP requests, release groups with links) of the real lookup for ``groups``."""
+    counting = CountingTransport(transport)
+    client = MusicBrainzClient(
+        "http://recorded.invalid/ws/2", contact="benchmark", rate=1000.0, transport=counting
+    )
+    fetched = lookup_listen_links(client, groups)
+    return counting.requests, sum(bool(links) for links in fetched.links.values())
+
+
 def followed_artists() -> int:
     with (SAMPLE_DIR / "library.csv").open(newline="", encoding="utf-8") as handle:
         return len({row["artist_mbid"] for row in csv.DictReader(handle)})
@@ -76,7 +120,7 @@ def duration(requests: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument(
         "--release-groups-per-day",
         type=int,
@@ -84,6 +128,12 @@ def main() -> None:
         help="assumed release groups with a first release date on a given day (live estimate)",
     )
     parser.add_argument("--lookback-days", type=int, default=DEFAULT_LOOKBACK_DAYS)
+    parser.add_argument(
+        "--owed-release-groups",
+        type=int,
+        default=500,
+        help="release groups someone is owed on a day, for the listen-link estimate",
+    )
     options = parser.parse_args()
     # The sample's three malformed records are logged as warnings; they are not news here.
     logging.getLogger("musicbutler_pipeline").setLevel(logging.ERROR)
@@ -131,6 +181,33 @@ def main() -> None:
         "Per-artist polling is a lower bound: one browse request per artist per day, before any "
         "paging of prolific artists. By-date requests grow with the window's release groups, "
         "never with subscribers or followed artists."
+    )
+    print()
+    owed = json.loads((SAMPLE_DIR / "expected.json").read_text())["pool_release_groups_on_day"]
+    sample_links, sample_with = listen_link_requests(ReplayTransport(bundled_snapshot_root()), owed)
+    many = [
+        str(uuid.uuid5(uuid.NAMESPACE_URL, f"owed/{n}")) for n in range(options.owed_release_groups)
+    ]
+    many_links, many_with = listen_link_requests(SyntheticReleases(), many)
+    header = (
+        f"{'listen links':<38} {'owed':>6} {'url-rels requests':>18} {'with links':>11} "
+        f"{'time':>9} {'day incl. search':>17}"
+    )
+    print(header)
+    print("-" * len(header))
+    for case, groups, link_requests, with_links, search in (
+        ("sample day (measured, recorded)", len(owed), sample_links, sample_with, requests),
+        ("synthetic (measured, 2 releases each)", len(many), many_links, many_with, live_requests),
+    ):
+        print(
+            f"{case:<38} {groups:>6,} {link_requests:>18,} {with_links:>11,} "
+            f"{duration(link_requests):>9} {duration(link_requests + search):>17}"
+        )
+    print()
+    print(
+        "One url-rels browse per owed release group (100 releases per page), at 1 request/s on "
+        "MusicBrainz's shared budget; the last column adds that day's search requests (the "
+        "sample's, or the assumed live window's)."
     )
 
 

@@ -493,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = _command(
         commands,
         "run",
-        "materialize the day's four assets in-process and send its digests",
+        "materialize the day's five assets in-process and send its digests",
         "Runs daily_drops_job on the DAGSTER_HOME instance (its runs show in the UI). Nothing is "
         "sent twice: exit 0 when the day had already been sent, 1 when owed email did not go "
         "out. A configuration that cannot work, or a day older than "

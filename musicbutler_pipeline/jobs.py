@@ -20,7 +20,7 @@ daily_drops_job = define_asset_job(
     name="daily_drops_job",
     selection=AssetSelection.assets(*daily_assets),
     tags={NOTIFICATION_RUN_TAG: "daily"},
-    description="The whole day: libraries, releases, drops, and one digest per subscriber.",
+    description="The whole day: libraries, releases, drops, listen links, a digest per subscriber.",
 )
 
 

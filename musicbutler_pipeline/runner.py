@@ -211,7 +211,7 @@ def run_day(
     log_level: str = "WARNING",
     allow_old: bool = False,
 ) -> RunSummary:
-    """Materialize the four assets for ``day`` and report what the notification step did.
+    """Materialize the five assets for ``day`` and report what the notification step did.
 
     ``allow_old`` sends a day older than MUSICBUTLER_MAX_SEND_AGE_DAYS (refused otherwise).
     Raises ``NotConfigured`` before anything is recorded in the instance when a resource lacks

@@ -6,10 +6,10 @@
 Needs Debian's ``chromium`` (``apt-get install -y chromium``). The sample is built in code: a
 subscriber and artists with non-ASCII names, a multi-artist credit, titles with characters that
 HTML must escape, releases out that day and two that reached MusicBrainz late (so both sections
-show), and a sender with a postal address, rendered by the same ``render_digest`` the pipeline
-uses. The browser gets
-no network at all, so the Cover Art Archive images fail as they do when a mail client blocks
-images: the picture shows that fallback (a coloured tile with the title as alt text).
+show), listen links on four releases (two have none), and a sender with a postal address,
+rendered by the same ``render_digest`` the pipeline uses. The browser gets no network at all, so
+the Cover Art Archive images fail as they do when a mail client blocks images: the picture shows
+that fallback (a coloured tile with the title as alt text).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from musicbutler_pipeline.domain.models import (
     CreditedArtist,
     Digest,
     DigestArtist,
+    ListenLink,
     ReleaseGroup,
     Subscriber,
 )
@@ -81,6 +82,29 @@ def _release(
         release_date=released,
         artists=tuple(CreditedArtist(_mbid(name), name, join) for name, join in credits),
     )
+
+
+def _listen(*services: str) -> tuple[ListenLink, ...]:
+    """Example listen links (fictional URLs) in the order the digest shows them."""
+    urls = {
+        "Spotify": "https://open.spotify.com/album/0sample",
+        "Apple Music": "https://music.apple.com/album/1000000000",
+        "Bandcamp": "https://sample.bandcamp.com/album/sample",
+        "Deezer": "https://www.deezer.com/album/100000000",
+        "Tidal": "https://tidal.com/browse/album/100000000",
+        "YouTube Music": "https://music.youtube.com/playlist?list=OLAK5uy_sample",
+        "SoundCloud": "https://soundcloud.com/sample/sets/sample",
+    }
+    return tuple(ListenLink(service, urls[service]) for service in services)
+
+
+# Listen links by release title; the Sigur Rós and Utada releases have none (MusicBrainz only).
+LISTEN = {
+    "Noches de Cristal": _listen("Spotify", "Apple Music", "Tidal"),
+    "Lantern Dub": _listen("Spotify", "Bandcamp", "SoundCloud"),
+    "The Archer's Almanac": _listen("Spotify", "Apple Music", "Deezer", "YouTube Music"),
+    "Love & <Hate>": _listen("Spotify", "YouTube Music"),
+}
 
 
 def sample_digest() -> Digest:
@@ -143,6 +167,7 @@ def sample_digest() -> Digest:
         unsubscribe_url=unsubscribe_url,
         unsubscribe_mailto=unsubscribe_mailto,
         sender=identity.sender,
+        listen_links={_mbid(title): links for title, links in LISTEN.items()},
     )
 
 
@@ -201,7 +226,7 @@ def screenshot(html: str, out: Path, width: int) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "digest.png")
     parser.add_argument("--width", type=int, default=680, help="viewport width in CSS pixels")
     parser.add_argument("--html", type=Path, help="also write the rendered HTML here")

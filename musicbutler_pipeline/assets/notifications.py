@@ -15,6 +15,7 @@ from dagster import (
 
 from musicbutler_pipeline.assets.drops import user_drops
 from musicbutler_pipeline.assets.findings import NOTIFICATION_FINDINGS
+from musicbutler_pipeline.assets.links import listen_links
 from musicbutler_pipeline.assets.metadata import column_schema, markdown_table
 from musicbutler_pipeline.domain.sends import STALE_AFTER, SendState, stale_send_refusal
 from musicbutler_pipeline.locks import send_lock
@@ -39,7 +40,7 @@ ALLOW_OLD_SEND_TAG = "musicbutler/allow-old-send"
 
 @asset(
     partitions_def=daily_partitions,
-    deps=[user_drops],
+    deps=[user_drops, listen_links],
     group_name="musicbutler",
     kinds={"email", "sql"},
     owners=["team:operators"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -17,7 +18,14 @@ from functools import cache
 import css_inline
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from musicbutler_pipeline.domain.models import Digest, DigestArtist, ReleaseGroup, Sender
+from musicbutler_pipeline.domain.listen import service_for_url
+from musicbutler_pipeline.domain.models import (
+    Digest,
+    DigestArtist,
+    ListenLink,
+    ReleaseGroup,
+    Sender,
+)
 from musicbutler_pipeline.domain.rules import (
     digest_subject,
     one_line,
@@ -88,6 +96,8 @@ class ReleaseView:
     credits: tuple[CreditView, ...]
     date_label: str
     tile_colour: str
+    # Where it can be heard, in the order the buttons show; empty: the MusicBrainz link only.
+    listen: tuple[ListenLink, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +134,7 @@ def display_width(text: str) -> int:
     )
 
 
-def _release_view(release: ReleaseGroup) -> ReleaseView:
+def _release_view(release: ReleaseGroup, links: tuple[ListenLink, ...] = ()) -> ReleaseView:
     colour = _TILE_COLOURS[int(hashlib.sha256(release.mbid.encode()).hexdigest(), 16) % 8]
     day = release.release_date
     credits = tuple(
@@ -148,14 +158,20 @@ def _release_view(release: ReleaseGroup) -> ReleaseView:
             else shown(release.first_release_date, SHOWN_LABEL)
         ),
         tile_colour=colour,
+        # Checked again here: only http(s) links of a known service ever reach an href.
+        listen=tuple(link for link in links if service_for_url(link.url) == link.service),
     )
 
 
-def _artist_view(artist: DigestArtist, releases: tuple[ReleaseGroup, ...]) -> ArtistView:
+def _artist_view(
+    artist: DigestArtist,
+    releases: tuple[ReleaseGroup, ...],
+    links: Mapping[str, tuple[ListenLink, ...]],
+) -> ArtistView:
     return ArtistView(
         name=shown(artist.name, SHOWN_ARTIST_NAME),
         url=f"{MUSICBRAINZ_WEB}/artist/{artist.mbid}",
-        releases=tuple(_release_view(release) for release in releases),
+        releases=tuple(_release_view(release, links.get(release.mbid, ())) for release in releases),
     )
 
 
@@ -196,6 +212,7 @@ def _distinct(releases: list[ReleaseGroup]) -> list[ReleaseGroup]:
 def _sections(digest: Digest) -> tuple[list[SectionView], str, str]:
     """The digest's sections, the intro sentence after the greeting and the preheader."""
     day = digest.partition_date
+    links = digest.listen_links
     out_today: list[tuple[DigestArtist, tuple[ReleaseGroup, ...]]] = []
     added_late: list[tuple[DigestArtist, tuple[ReleaseGroup, ...]]] = []
     for artist in digest.artists:
@@ -218,7 +235,7 @@ def _sections(digest: Digest) -> tuple[list[SectionView], str, str]:
             SectionView(
                 # Not "today": a retry may send it a day or two later.
                 f"Out on {_month_day(day, with_year=False)}" if both else None,
-                tuple(_artist_view(artist, groups) for artist, groups in out_today),
+                tuple(_artist_view(artist, groups, links) for artist, groups in out_today),
             )
         )
         sentences.append(
@@ -234,7 +251,7 @@ def _sections(digest: Digest) -> tuple[list[SectionView], str, str]:
         sections.append(
             SectionView(
                 heading if both else None,
-                tuple(_artist_view(artist, groups) for artist, groups in added_late),
+                tuple(_artist_view(artist, groups, links) for artist, groups in added_late),
             )
         )
         one = len(late_releases) == 1

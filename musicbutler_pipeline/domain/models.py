@@ -7,6 +7,7 @@ of the code never handles raw dicts.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -46,6 +47,15 @@ class ReleaseGroup:
         """``Album``, ``Single``, ``Album + Live`` ... for the digest."""
         parts = [self.primary_type or "Other", *self.secondary_types]
         return " + ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenLink:
+    """Where a release group can be heard: a service's name ("Spotify") and the URL MusicBrainz
+    has for it (see ``domain.listen``)."""
+
+    service: str
+    url: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +103,9 @@ class Digest:
     # pages are gone): a release dated one of them may have been in MusicBrainz in time, so the
     # digest does not claim it was added late, only that it was not announced before.
     unchecked_days: frozenset[date] = frozenset()
+    # Per release group id, its listen links (``domain.listen.ordered``); a release group without
+    # any keeps only its MusicBrainz link.
+    listen_links: Mapping[str, tuple[ListenLink, ...]] = field(default_factory=dict)
 
     @property
     def release_group_mbids(self) -> tuple[str, ...]:

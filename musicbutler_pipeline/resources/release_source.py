@@ -1,4 +1,5 @@
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -16,6 +17,7 @@ from musicbutler_pipeline.sources.musicbrainz import (
     bundled_snapshot_root,
     replay_client,
 )
+from musicbutler_pipeline.sources.musicbrainz_links import ListenLinkFetch, lookup_listen_links
 
 
 class ReleaseSourceResource(ConfigurableResource, ABC):
@@ -35,6 +37,11 @@ class ReleaseSourceResource(ConfigurableResource, ABC):
     def fetch(self, day: date) -> ReleaseFetch:
         """The release groups dated exactly on a day of ``[day - lookback_days, day]``, with the
         raw pages they came from."""
+
+    def fetch_listen_links(self, release_group_mbids: Sequence[str]) -> ListenLinkFetch:
+        """The listen links of each of ``release_group_mbids``. A source that has none (a test
+        double) looks nothing up: the digest keeps its MusicBrainz links."""
+        return ListenLinkFetch(links={}, not_tried=tuple(release_group_mbids))
 
 
 class MusicBrainzReleaseSource(ReleaseSourceResource, HttpClientConfig, UsesSettings):
@@ -86,6 +93,10 @@ class MusicBrainzReleaseSource(ReleaseSourceResource, HttpClientConfig, UsesSett
     def fetch(self, day: date) -> ReleaseFetch:
         return self.client().fetch(day)
 
+    def fetch_listen_links(self, release_group_mbids: Sequence[str]) -> ListenLinkFetch:
+        # The same client, so the same User-Agent and the process's one limiter for the host.
+        return lookup_listen_links(self.client(), release_group_mbids)
+
 
 class SnapshotReleaseSource(ReleaseSourceResource):
     """Recorded MusicBrainz search pages: the bundled sample day unless ``root`` is given.
@@ -95,5 +106,11 @@ class SnapshotReleaseSource(ReleaseSourceResource):
     root: str | None = None
 
     def fetch(self, day: date) -> ReleaseFetch:
+        return self._client().fetch(day)
+
+    def fetch_listen_links(self, release_group_mbids: Sequence[str]) -> ListenLinkFetch:
+        return lookup_listen_links(self._client(), release_group_mbids)
+
+    def _client(self) -> MusicBrainzClient:
         root = Path(self.root) if self.root else bundled_snapshot_root()
-        return replay_client(root, lookback_days=self.lookback_days).fetch(day)
+        return replay_client(root, lookback_days=self.lookback_days)

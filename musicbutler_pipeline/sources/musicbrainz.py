@@ -419,6 +419,11 @@ class MusicBrainzClient:
             follow_redirects=True,
         )
 
+    def http_client(self) -> httpx.Client:
+        """A client with this one's User-Agent, timeouts and transport, for other lookups of the
+        same service (``sources.musicbrainz_links``); the rate limiter is ``self.limiter``."""
+        return self._client()
+
     def iter_pages(self, start: date, end: date) -> Iterator[SourcePage]:
         """Every page of the window's search, in offset order, until ``offset >= count``."""
         query = search_query(start, end)
@@ -505,6 +510,9 @@ class ReplayTransport(httpx.BaseTransport):
 
     Layout: ``<root>/<end date>/offset-<NNNN>.json``, the pages of the search whose window ends on
     that date. A window with no recording answers as MusicBrainz does for a quiet day: no results.
+    Release browses (``/release?release-group=<mbid>&inc=url-rels``, for listen links) are
+    answered from ``<root>/releases/<mbid>/offset-<NNNN>.json``; a release group with no
+    recording answers as one with no releases.
     """
 
     def __init__(self, root: Path) -> None:
@@ -512,6 +520,8 @@ class ReplayTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         query = parse_qs(urlsplit(str(request.url)).query)
+        if request.url.path.endswith("/release"):
+            return replay_release_browse(self.root, query)
         end = _window_end(query.get("query", [""])[0])
         if end is None:
             return httpx.Response(400, content=b'{"error": "expected a firstreleasedate range"}')
@@ -526,6 +536,25 @@ class ReplayTransport(httpx.BaseTransport):
         return httpx.Response(
             200, content=page.read_bytes(), headers={"Content-Type": "application/json"}
         )
+
+
+def replay_release_browse(root: Path, query: Mapping[str, list[str]]) -> httpx.Response:
+    """A recorded ``/release?release-group=<mbid>`` browse page (see ``ReplayTransport``)."""
+    try:
+        mbid = normalize_mbid(query.get("release-group", [""])[0])
+    except InvalidInput:
+        return httpx.Response(400, content=b'{"error": "expected a release-group id"}')
+    offset = int(query.get("offset", ["0"])[0])
+    directory = root / "releases" / mbid
+    if not directory.is_dir():
+        body = {"release-count": 0, "release-offset": offset, "releases": []}
+        return httpx.Response(200, content=json.dumps(body).encode())
+    page = directory / f"offset-{offset:04d}.json"
+    if not page.is_file():
+        return httpx.Response(404, content=b'{"error": "no recording for this page"}')
+    return httpx.Response(
+        200, content=page.read_bytes(), headers={"Content-Type": "application/json"}
+    )
 
 
 def _window_end(query: str) -> str | None:

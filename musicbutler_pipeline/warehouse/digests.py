@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import date
 from itertools import groupby
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, func, select
 
+from musicbutler_pipeline.domain.listen import ordered
 from musicbutler_pipeline.domain.models import (
     CreditedArtist,
     Digest,
     DigestArtist,
+    ListenLink,
     ReleaseGroup,
     Subscriber,
 )
 from musicbutler_pipeline.warehouse.schema import (
     drops,
     release_group_artists,
+    release_group_links,
     release_groups,
     source_pages,
     subscribers,
@@ -85,9 +88,10 @@ def iter_digests(engine: Engine, day: date, *, batch_size: int = 500) -> Iterato
                 )
             ).all()
             unchecked = _unchecked_days(connection, {row.release_date for row in rows}, day)
+            links = _listen_links(connection, day, batch_ids)
         last_id = batch_ids[-1]
         for _subscriber_id, subscriber_rows in groupby(rows, key=lambda row: row.subscriber_id):
-            digest = _digest_from_rows(day, list(subscriber_rows), unchecked)
+            digest = _digest_from_rows(day, list(subscriber_rows), unchecked, links)
             if digest is not None:
                 yield digest
 
@@ -111,8 +115,31 @@ def _unchecked_days(
     return frozenset(d for d in earlier if d not in fetched)
 
 
+def _listen_links(
+    connection: Connection, day: date, subscriber_ids: Sequence[int]
+) -> dict[str, tuple[ListenLink, ...]]:
+    """The listen links of the release groups owed to ``subscriber_ids`` on ``day``."""
+    owed = select(drops.c.release_group_mbid).where(
+        drops.c.partition_date == day, drops.c.subscriber_id.in_(subscriber_ids)
+    )
+    rows = connection.execute(
+        select(
+            release_group_links.c.release_group_mbid,
+            release_group_links.c.service,
+            release_group_links.c.url,
+        ).where(release_group_links.c.release_group_mbid.in_(owed))
+    ).all()
+    links: dict[str, list[ListenLink]] = {}
+    for row in rows:
+        links.setdefault(row.release_group_mbid, []).append(ListenLink(row.service, row.url))
+    return {mbid: ordered(group) for mbid, group in links.items()}
+
+
 def _digest_from_rows(
-    day: date, rows: list[Row[Any]], unchecked_days: frozenset[date]
+    day: date,
+    rows: list[Row[Any]],
+    unchecked_days: frozenset[date],
+    links: dict[str, tuple[ListenLink, ...]] | None = None,
 ) -> Digest | None:
     first = rows[0]
     if first.unsubscribed_at is not None:
@@ -147,4 +174,7 @@ def _digest_from_rows(
         unchecked_days=frozenset(
             d for d in unchecked_days if any(row.release_date == d for row in rows)
         ),
+        listen_links={
+            mbid: links[mbid] for mbid in {row.mbid for row in rows} if links and mbid in links
+        },
     )

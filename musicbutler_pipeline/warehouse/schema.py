@@ -147,6 +147,22 @@ release_group_artists = Table(
 
 # The day's drops: each row is one release group owed to one subscriber for one partition, under
 # the followed artist that comes first in its credit.
+# Where each announced release group can be heard (domain/listen.py): one URL per service, from
+# the url-rels of its MusicBrainz releases, looked up by the listen_links asset of partition_date
+# for the release groups owed that day. No row: the digest shows only the MusicBrainz link.
+release_group_links = Table(
+    "release_group_links",
+    metadata,
+    # No foreign key: a rerun of artist_releases rewrites its partition's release groups, and the
+    # links must outlive that (a rerun whose lookups fail keeps the links it had).
+    Column("release_group_mbid", MBID, primary_key=True),
+    Column("service", String(32), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("partition_date", Date, nullable=False),
+    Column("fetched_at", Timestamp, nullable=False),
+    Index("ix_release_group_links_partition_date", "partition_date"),
+)
+
 drops = Table(
     "drops",
     metadata,

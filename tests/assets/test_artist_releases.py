@@ -28,6 +28,7 @@ from musicbutler_pipeline.resources import (
     WarehouseResource,
 )
 from musicbutler_pipeline.sources.musicbrainz import SOURCE_NAME, bundled_snapshot_root
+from musicbutler_pipeline.sources.musicbrainz_links import LINKS_SOURCE_NAME
 from musicbutler_pipeline.warehouse.imports import import_library, import_subscribers
 from musicbutler_pipeline.warehouse.schema import (
     announcements,
@@ -257,8 +258,17 @@ def test_raw_pages_are_stored_per_partition_and_rederive_the_day(
                 select(release_groups.c.mbid).where(release_groups.c.partition_date == SAMPLE_DAY)
             ).scalars()
         )
-        rows = connection.execute(select(func.count()).select_from(source_pages)).scalar_one()
-    assert rows == 3  # replaced on the re-run, not duplicated
+        rows = {
+            row.source: row.pages
+            for row in connection.execute(
+                select(source_pages.c.source, func.count().label("pages")).group_by(
+                    source_pages.c.source
+                )
+            )
+        }
+    # Replaced on the re-run, not duplicated: the search's 3 pages, and the listen_links asset's
+    # one url-rels page per owed release group.
+    assert rows == {SOURCE_NAME: 3, LINKS_SOURCE_NAME: len(EXPECTED["pool_release_groups_on_day"])}
     assert [page.body for page in stored] == [path.read_bytes() for path in SAMPLE_PAGES]
     assert [page.sha256 for page in stored] == [
         hashlib.sha256(path.read_bytes()).hexdigest() for path in SAMPLE_PAGES

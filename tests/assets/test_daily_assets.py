@@ -1,4 +1,4 @@
-"""The four assets materialized with dagster.materialize on a temporary SQLite warehouse."""
+"""The five assets materialized with dagster.materialize on a temporary SQLite warehouse."""
 
 import json
 from email import message_from_bytes, policy

@@ -104,7 +104,7 @@ def test_rerun_observes_and_keeps_the_materialization(
             assert isinstance(metadata["dagster/column_schema"].value, TableSchema), event
             assert metadata["dagster/row_count"].value > 0, event
             assert any(isinstance(v, MarkdownMetadataValue) for v in metadata.values()), event
-        assert len(first.get_asset_materialization_events()) == 4
+        assert len(first.get_asset_materialization_events()) == 5
 
         rerun = _sample_run(sample_warehouse, outbox, instance)
         assert rerun.success

@@ -89,5 +89,6 @@ def test_a_page_bad_once_is_retried_and_the_day_is_whole(
     with DagsterInstance.ephemeral() as instance:
         result = run(engine, SAMPLE_DAY, source, tmp_path / "outbox", instance)
     assert result.success
-    assert counts(engine)["source_pages"] == 3
+    # The search's 3 pages, and listen_links' one url-rels page per owed release group (26).
+    assert counts(engine)["source_pages"] == 3 + 26
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 38

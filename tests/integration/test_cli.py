@@ -62,6 +62,12 @@ def test_demo_twice_in_a_fresh_folder(tmp_path: Path) -> None:
         assert "/unsubscribe/" in message["List-Unsubscribe"]
         assert message.get_body(("plain",)).get_content().strip()
         assert "<html" in message.get_body(("html",)).get_content()
+    # Listen links come from the bundled url-rels pages: offline, in all but one digest (that
+    # subscriber's releases have none known), as text and as buttons.
+    parts = [(m.get_body(("plain",)), m.get_body(("html",))) for m in messages]
+    texts = [(text.get_content(), html.get_content()) for text, html in parts if text and html]
+    assert sum("  Listen: " in text for text, _html in texts) == 37
+    assert sum('class="listen-button"' in html for _text, html in texts) == 37
 
     second = musicbutler("demo", cwd=tmp_path)
     assert second.returncode == 0, second.stderr

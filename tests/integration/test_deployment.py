@@ -47,7 +47,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.drills_matrix]
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = "2026-11-23"
-ASSETS = ("user_libraries", "artist_releases", "user_drops", "drop_notifications")
+ASSETS = ("user_libraries", "artist_releases", "user_drops", "listen_links", "drop_notifications")
 SCHEDULE = "daily_drops_schedule"
 LOCATION = "musicbutler_pipeline.definitions"  # what `-m` names the location, daemon and webserver
 # The shipped tick for the sample day, and how far before it the webserver's and the daemon's
