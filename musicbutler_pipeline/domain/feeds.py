@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 
 import icalendar
 
+from musicbutler_pipeline.domain.models import ListenLink
 from musicbutler_pipeline.domain.rules import one_line, without_lone_surrogates
 
 FEED_DAYS = 90
@@ -39,6 +40,8 @@ class FeedRelease:
     # The digest day that announced it, and when.
     partition_date: date
     announced_at: datetime
+    # Where it can be heard (the digest's listen buttons), in the digest's order.
+    listen_links: tuple[ListenLink, ...] = ()
 
     @property
     def url(self) -> str:
@@ -97,7 +100,11 @@ def _iso(moment: datetime) -> str:
 def _summary(release: FeedRelease) -> str:
     day = release.release_date.isoformat() if release.release_date else release.first_release_date
     parts = [release.type_label, f"released {day}" if day else ""]
-    return ", ".join(part for part in parts if part)
+    summary = ", ".join(part for part in parts if part)
+    if release.listen_links:
+        listen = ", ".join(f"{link.service} {link.url}" for link in release.listen_links)
+        summary = f"{summary}. Listen: {listen}"
+    return summary
 
 
 def render_atom(feed: SubscriberFeed, *, base_url: str) -> bytes:
@@ -116,6 +123,8 @@ def render_atom(feed: SubscriberFeed, *, base_url: str) -> bytes:
         ET.SubElement(entry, "title").text = _headline(release)
         ET.SubElement(entry, "updated").text = _iso(release.announced_at)
         ET.SubElement(entry, "link", rel="alternate", type="text/html", href=release.url)
+        for link in release.listen_links:
+            ET.SubElement(entry, "link", rel="related", href=link.url, title=_text(link.service))
         ET.SubElement(entry, "summary").text = _text(_summary(release))
         ET.SubElement(entry, "category", term=release.type_label or "release")
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)

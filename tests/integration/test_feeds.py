@@ -14,7 +14,7 @@ from sqlalchemy import Engine, insert
 
 from musicbutler_pipeline.domain.feeds import feed_links
 from musicbutler_pipeline.warehouse.feeds import feed_secret, feed_secrets_for_day
-from musicbutler_pipeline.warehouse.schema import announcements, drops
+from musicbutler_pipeline.warehouse.schema import announcements, drops, release_group_links
 from musicbutler_pipeline.warehouse.subscribers import unsubscribe_by_id
 from musicbutler_pipeline.web.app import create_app
 from tests.builders import add_subscriber, mbid, record_sent_email, release_group, store_releases
@@ -127,6 +127,44 @@ def test_feeds_hold_exactly_what_was_announced_in_the_last_90_days(engine: Engin
         assert "Page not found" in gone.text
         for bad in ("/feeds/short.atom", f"/feeds/{'A' * 32}.ics", "/feeds/x.rss"):
             assert web.get(bad).status_code == 404
+
+
+def test_feeds_carry_the_listen_links_of_what_was_announced(engine: Engine) -> None:
+    zoe = add_subscriber(engine, "zoe@example.org")
+    _announce(engine, TODAY, zoe, "With links", "Without links")
+    with_links = release_group("With links", "Artist A").mbid
+    spotify, bandcamp = "https://open.spotify.com/album/x1", "https://artist-a.bandcamp.com/album/y"
+    with engine.begin() as connection:
+        connection.execute(
+            insert(release_group_links),
+            [
+                {
+                    "release_group_mbid": with_links,
+                    "service": service,
+                    "url": url,
+                    "partition_date": TODAY,
+                    "fetched_at": CLOCK,
+                }
+                for service, url in (("Bandcamp", bandcamp), ("Spotify", spotify))
+            ],
+        )
+    links = feed_links(BASE, feed_secret(engine, zoe))
+    with serving(create_app(engine, KEY, base_url=BASE, clock=lambda: CLOCK)) as web:
+        parsed = feedparser.parse(web.get(_path(links.atom)).content)
+        calendar = icalendar.Calendar.from_ical(web.get(_path(links.icalendar)).content)
+    entries = {entry.title: entry for entry in parsed.entries}
+    related = [
+        (link.title, link.href)
+        for link in entries["Artist A: With links"].links
+        if link.rel == "related"
+    ]
+    assert related == [("Spotify", spotify), ("Bandcamp", bandcamp)]  # the digest's order
+    assert [link.rel for link in entries["Artist A: Without links"].links] == ["alternate"]
+    descriptions = {str(e["SUMMARY"]): str(e["DESCRIPTION"]) for e in calendar.walk("VEVENT")}
+    assert descriptions["Artist A: With links"].endswith(
+        f"Listen: Spotify {spotify}, Bandcamp {bandcamp}"
+    )
+    assert "Listen" not in descriptions["Artist A: Without links"]
 
 
 def test_an_empty_feed_parses_and_secrets_are_made_once_per_subscriber(engine: Engine) -> None:
