@@ -90,6 +90,14 @@ class Digest:
     # pages are gone): a release dated one of them may have been in MusicBrainz in time, so the
     # digest does not claim it was added late, only that it was not announced before.
     unchecked_days: frozenset[date] = frozenset()
+    # A weekly digest: the first day it covers (``partition_date`` - 6). None: a daily digest.
+    week_of: date | None = None
+
+    @property
+    def first_day(self) -> date:
+        """The first day whose releases count as new in this digest (the others came out
+        earlier and were announced late)."""
+        return self.week_of or self.partition_date
 
     @property
     def release_group_mbids(self) -> tuple[str, ...]:

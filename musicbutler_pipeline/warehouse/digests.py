@@ -16,11 +16,13 @@ from musicbutler_pipeline.domain.models import (
     ReleaseGroup,
     Subscriber,
 )
+from musicbutler_pipeline.domain.preferences import Frequency, week_start
 from musicbutler_pipeline.warehouse.schema import (
     drops,
     release_group_artists,
     release_groups,
     source_pages,
+    subscriber_preferences,
     subscribers,
 )
 
@@ -55,6 +57,7 @@ def iter_digests(engine: Engine, day: date, *, batch_size: int = 500) -> Iterato
                     subscribers.c.email,
                     subscribers.c.name.label("subscriber_name"),
                     subscribers.c.unsubscribed_at,
+                    subscriber_preferences.c.frequency,
                     drops.c.artist_mbid.label("followed_mbid"),
                     drops.c.artist_name.label("followed_name"),
                     release_groups,
@@ -65,6 +68,10 @@ def iter_digests(engine: Engine, day: date, *, batch_size: int = 500) -> Iterato
                 )
                 .select_from(
                     drops.join(subscribers, subscribers.c.id == drops.c.subscriber_id)
+                    .outerjoin(
+                        subscriber_preferences,
+                        subscriber_preferences.c.subscriber_id == drops.c.subscriber_id,
+                    )
                     .join(release_groups, release_groups.c.mbid == drops.c.release_group_mbid)
                     .join(
                         release_group_artists,
@@ -147,4 +154,7 @@ def _digest_from_rows(
         unchecked_days=frozenset(
             d for d in unchecked_days if any(row.release_date == d for row in rows)
         ),
+        # A weekly subscriber has drops only on their weekday, covering the week up to it
+        # (warehouse/drops.py::replace_drops).
+        week_of=week_start(day) if first.frequency == Frequency.WEEKLY else None,
     )
