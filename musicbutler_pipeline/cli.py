@@ -79,10 +79,15 @@ def _report_import(report: ImportReport, what: str) -> int:
     for note in report.notes:
         print(f"{report.path}: line {note.line}: note: {note.message}", file=sys.stderr)
     merged = f", {report.merged} merged into an earlier row" if report.merged else ""
+    preferences = (
+        f", preferences of {report.preferences_changed} changed"
+        if report.preferences_changed
+        else ""
+    )
     print(
         f"{report.path}: {report.rows} rows: {report.inserted} {what} added, "
         f"{report.updated} updated, {report.unchanged} unchanged{merged}, "
-        f"{len(report.errors)} bad"
+        f"{len(report.errors)} bad{preferences}"
     )
     return EXIT_OK if report.ok else EXIT_PROBLEM
 

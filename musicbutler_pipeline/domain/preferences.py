@@ -182,6 +182,52 @@ def parse_artist_mbids(text: str) -> frozenset[str]:
     return frozenset(parse_artist_mbid(part) for part in re.split(r"[\s,;]+", text) if part)
 
 
+# Optional columns of `subscribers import`, each parsed as the CLI option of the same meaning.
+CSV_COLUMNS = ("types", "appearances", "frequency", "weekday", "blocked_artists")
+
+
+@dataclass(frozen=True, slots=True)
+class PreferenceChanges:
+    """What one CSV row (or one command) changes; None: left as it is."""
+
+    release_types: frozenset[ReleaseType] | None = None
+    appearances: bool | None = None
+    frequency: Frequency | None = None
+    weekday: str | None = None
+    block: frozenset[str] = frozenset()
+
+    def applied_to(self, preferences: Preferences) -> Preferences:
+        return preferences.with_changes(
+            release_types=self.release_types,
+            appearances=self.appearances,
+            frequency=self.frequency,
+            weekday=self.weekday,
+            block=self.block,
+        )
+
+
+def parse_csv_columns(row: dict[str, str]) -> PreferenceChanges | None:
+    """The preference columns of one `subscribers import` row (blank cells change nothing), or
+    None when it has none. Raises ``PreferenceError`` naming the column and the value. A file
+    stands on its own: frequency weekly needs the row's weekday, and daily takes none."""
+    cells = {column: row.get(column, "").strip() for column in CSV_COLUMNS}
+    if not any(cells.values()):
+        return None
+    frequency = parse_frequency(cells["frequency"]) if cells["frequency"] else None
+    weekday = parse_weekday(cells["weekday"]) if cells["weekday"] else None
+    if frequency is Frequency.WEEKLY and weekday is None:
+        raise PreferenceError("frequency weekly needs a weekday (monday..sunday)")
+    if frequency is Frequency.DAILY and weekday is not None:
+        raise PreferenceError(f"weekday {weekday!r}: only for frequency weekly")
+    return PreferenceChanges(
+        release_types=parse_release_types(cells["types"]) if cells["types"] else None,
+        appearances=parse_on_off(cells["appearances"]) if cells["appearances"] else None,
+        frequency=frequency,
+        weekday=weekday,
+        block=parse_artist_mbids(cells["blocked_artists"]),
+    )
+
+
 def week_start(day: date) -> date:
     """The first day a weekly digest sent on ``day`` covers: ``day`` - 6."""
     return day - timedelta(days=DAYS_PER_WEEK - 1)

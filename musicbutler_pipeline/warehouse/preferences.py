@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, delete, select
 
 from musicbutler_pipeline.domain.preferences import (
     Frequency,
+    PreferenceChanges,
     PreferenceError,
     Preferences,
     ReleaseType,
@@ -175,3 +176,17 @@ def change_preferences(
         )
         save_preferences(connection, {subscriber_id: changed})
     return changed
+
+
+def apply_changes(connection: Connection, changes: Mapping[int, PreferenceChanges]) -> int:
+    """Apply each subscriber's changes (an import's preference columns) to what they have;
+    returns how many subscribers' preferences changed. Run inside a transaction."""
+    current = preferences_of(connection, changes)
+    changed = {
+        subscriber_id: after
+        for subscriber_id, change in changes.items()
+        if (after := change.applied_to(current[subscriber_id])) != current[subscriber_id]
+    }
+    if changed:
+        save_preferences(connection, changed)
+    return len(changed)
