@@ -342,6 +342,11 @@ def render_digest(digest: Digest) -> RenderedDigest:
         "followed": "this artist" if len(digest.artists) == 1 else "these artists",
         # The preview line inboxes show after the subject.
         "preheader": preheader,
+        "cadence": (
+            "We write once a week, on weeks they release something."
+            if digest.week_of is not None
+            else "We write only on days they release something."
+        ),
         "unsubscribe_url": digest.unsubscribe_url,
         "sender_name": sender_name,
         "postal_address": postal_address,

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from enum import StrEnum
 
+from musicbutler_pipeline.domain.rules import InvalidInput, normalize_mbid
+
 
 class PreferenceError(ValueError):
     """A preference value that is not one of the allowed ones; the message is one line."""
@@ -48,8 +50,6 @@ class Frequency(StrEnum):
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DAYS_PER_WEEK = 7
-
-_MBID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def release_kinds(primary_type: str | None, secondary_types: tuple[str, ...]) -> frozenset[str]:
@@ -171,10 +171,12 @@ def parse_weekday(text: str) -> str:
 
 
 def parse_artist_mbid(text: str) -> str:
-    value = text.strip().lower()
-    if not _MBID.match(value):
-        raise PreferenceError(f"artist MBID {text!r}: not a MusicBrainz id (36-character UUID)")
-    return value
+    try:
+        return normalize_mbid(text)
+    except InvalidInput:
+        raise PreferenceError(
+            f"artist MBID {text!r}: not a MusicBrainz identifier (a UUID)"
+        ) from None
 
 
 def parse_artist_mbids(text: str) -> frozenset[str]:

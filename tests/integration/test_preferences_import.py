@@ -28,7 +28,7 @@ def test_subscribers_preference_columns_validated_by_line(engine: Engine, tmp_pa
     assert [str(error) for error in report.errors] == [
         "line 4: appearances 'sometimes': use on or off",
         "line 5: frequency weekly needs a weekday (monday..sunday)",
-        "line 6: artist MBID 'not-an-mbid': not a MusicBrainz id (36-character UUID)",
+        "line 6: artist MBID 'not-an-mbid': not a MusicBrainz identifier (a UUID)",
         "line 7: types 'mixtape': 'mixtape' is not one of "
         "album, single, ep, compilation, live, remix, other",
     ]

@@ -44,7 +44,7 @@ def test_prefs_shows_sets_and_refuses_bad_values(tmp_path: Path) -> None:
         (["--types", "album,mixtape"], "types 'album,mixtape': 'mixtape' is not one of album"),
         (["--appearances", "maybe"], "--appearances 'maybe': use on or off"),
         (["--weekday", "someday"], "weekday 'someday': use one of monday..sunday"),
-        (["--block", "not-an-id"], "artist MBID 'not-an-id': not a MusicBrainz id"),
+        (["--block", "not-an-id"], "artist MBID 'not-an-id': not a MusicBrainz identifier"),
         (["--frequency", "daily", "--weekday", "monday"], "weekday is only for frequency weekly"),
     ):
         refused = musicbutler("prefs", "ana@example.com", *args, cwd=tmp_path)
