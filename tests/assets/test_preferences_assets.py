@@ -108,7 +108,9 @@ def test_preferences_change_who_gets_what(engine: Engine, tmp_path: Path) -> Non
     ]
     linked = {}
     for message in messages:
-        html = message.get_body(("html",)).get_content()
+        body = message.get_body(("html",))
+        assert body is not None
+        html = body.get_content()
         recipient = message["To"].addresses[0].addr_spec
         linked[recipient] = {rg for rg in EXPECTED["pool_release_groups_on_day"] if rg in html}
     assert set(linked) == set(DIGESTS) - {WEEKLY_ON_FRIDAY}
