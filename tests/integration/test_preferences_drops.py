@@ -12,6 +12,7 @@ from musicbutler_pipeline.domain.preferences import Frequency, ReleaseType, pars
 from musicbutler_pipeline.warehouse.drops import replace_drops
 from musicbutler_pipeline.warehouse.imports import import_library
 from musicbutler_pipeline.warehouse.preferences import change_preferences, show_preferences
+from musicbutler_pipeline.warehouse.retention import prune_drops
 from musicbutler_pipeline.warehouse.schema import drop_exclusions, drops
 from tests.builders import add_subscriber, follow, mbid, release_group, store_releases
 from tests.integration.test_analyst_queries import doc_queries
@@ -180,3 +181,20 @@ def test_rerunning_the_day_rewrites_exclusions_with_the_drops(engine: Engine) ->
     change_preferences(engine, "ana@example.com", release_types=parse_release_types("all"))
     assert _drops(engine) == {(ana, live.mbid, "Queen")}
     assert _exclusions(engine) == set()
+
+
+def test_pruning_drops_prunes_their_exclusions(engine: Engine) -> None:
+    ana = add_subscriber(engine, "ana@example.com")
+    follow(engine, ana, "Queen")
+    old, new = DAY - timedelta(days=100), DAY
+    store_releases(engine, old, release_group("Old", "Queen", released=old.isoformat()))
+    store_releases(engine, new, release_group("New", "Queen"))
+    change_preferences(
+        engine, "ana@example.com", appearances=True, frequency=Frequency.WEEKLY, weekday="friday"
+    )
+    _drops(engine, old)
+    _drops(engine, new)
+    assert len(_exclusions(engine, old)) == len(_exclusions(engine, new)) == 1
+    prune_drops(engine, DAY - timedelta(days=90))
+    assert _exclusions(engine, old) == set()
+    assert len(_exclusions(engine, new)) == 1
