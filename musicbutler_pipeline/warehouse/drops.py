@@ -221,3 +221,14 @@ def drop_stats(connection: Connection, day: date) -> DropStats:
         ).where(drops.c.partition_date == day)
     ).one()
     return DropStats(*row)
+
+
+def exclusion_counts(connection: Connection, day: date) -> dict[str, int]:
+    """How many (subscriber, release group, followed artist) the day left out, by reason."""
+    rows = connection.execute(
+        select(drop_exclusions.c.reason, func.count())
+        .where(drop_exclusions.c.partition_date == day)
+        .group_by(drop_exclusions.c.reason)
+        .order_by(drop_exclusions.c.reason)
+    ).all()
+    return {reason: count for reason, count in rows}

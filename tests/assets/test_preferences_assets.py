@@ -135,6 +135,9 @@ def test_preferences_change_who_gets_what(engine: Engine, tmp_path: Path) -> Non
         (NO_APPEARANCES, "appearance"),
         (WEEKLY_ON_FRIDAY, "weekly_pending"),
     }
+    [event] = result.asset_materializations_for_node("user_drops")
+    left_out = event.metadata["left_out"].value
+    assert left_out == {reason: sum(r == reason for _, r, _ in reasons) for _, reason, _ in reasons}
     pending = {rg for email, _, rg in reasons if email == WEEKLY_ON_FRIDAY}
     assert pending == set(DIGESTS[WEEKLY_ON_FRIDAY])
 
