@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""CSV imports against their floor: `musicbutler subscribers import` and `library import` as
+whole processes, beside PostgreSQL's own COPY of the same files, measured in the same run.
+
+    .venv/bin/python -m benchmarks.imports [--follows 1000000] [--dialect postgresql,sqlite]
+        [--library-queries] [--json] [--keep-files DIR]
+
+Generates a synthetic world: ``--follows`` / 60 subscribers, each following ~60 distinct artists
+(uniform 30-90) drawn Zipf-Mandelbrot from a pool of 200,000 (weight 1 / (rank + 20)), written as
+one subscribers CSV and one library CSV with a few bad rows mixed in (bad addresses, bad
+identifiers, unknown subscribers, empty names: rows that are well-formed CSV, so COPY reads the
+same file). For each dialect, on a fresh warehouse (PostgreSQL: a throwaway database on
+127.0.0.1:5432; SQLite: a temporary file), `musicbutler db upgrade`, then each import is run as a
+subprocess: wall time, rows/s and peak RSS (``os.wait4``). The floor, in the same run: COPY of the
+same file (FORMAT csv, HEADER) into an unindexed table of the same three text columns on
+PostgreSQL. ``--library-queries`` then times, on the PostgreSQL warehouse just imported, the
+functions the ``user_libraries`` asset runs (``library_stats``, ``top_followed_artists``), three
+runs each after ``ANALYZE``, median reported.
+
+Progress goes to stderr; the summary (or with ``--json`` one JSON object) to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg2
+from sqlalchemy.engine import make_url
+
+from benchmarks.scale import warehouse
+
+log = logging.getLogger("benchmarks.imports")
+
+ARTISTS = 200_000
+FOLLOWS_PER_SUBSCRIBER = 60
+BAD_EVERY = 50_000  # one bad row (of each file) per this many rows
+
+
+def generate(folder: Path, follows: int, seed: int) -> dict[str, Any]:
+    """Write subscribers.csv and library.csv; return their paths and row counts."""
+    rng = np.random.default_rng(seed)
+    pyrng = random.Random(seed)
+    artists = [str(uuid.UUID(int=pyrng.getrandbits(128), version=4)) for _ in range(ARTISTS)]
+    weights = 1.0 / (np.arange(ARTISTS) + 20.0)
+    weights /= weights.sum()
+    count = max(1, follows // FOLLOWS_PER_SUBSCRIBER)
+    subscribers_csv, library_csv = folder / "subscribers.csv", folder / "library.csv"
+    subscriber_rows = library_rows = bad = 0
+    with subscribers_csv.open("w") as subs, library_csv.open("w") as lib:
+        subs.write("email,name,listenbrainz_user\n")
+        lib.write("email,artist_mbid,artist_name\n")
+        written = 0
+        for n in range(count):
+            email = f"Person{n}@Example.org"
+            subs.write(f'{email},"Surname {n}, Given",lb_{n}\n')
+            subscriber_rows += 1
+            if subscriber_rows % BAD_EVERY == 0:
+                subs.write(f"not-an-address-{n},Nobody,\n")
+                subscriber_rows += 1
+            want = min(int(rng.integers(30, 91)), follows - written) if n < count - 1 else 0
+            if n == count - 1:
+                want = follows - written
+            picks = np.unique(rng.choice(ARTISTS, size=max(want, 0) * 2 + 8, p=weights))
+            rng.shuffle(picks)
+            for index in picks[: max(want, 0)]:
+                lib.write(f"{email},{artists[index]},Artist {index}\n")
+                library_rows += 1
+                written += 1
+                if library_rows % BAD_EVERY == 0:
+                    kind = (library_rows // BAD_EVERY) % 4
+                    lib.write(
+                        [
+                            f"{email},{artists[index][:-1]},Short id\n",
+                            f"stranger{n}@example.com,{artists[index]},Nobody's\n",
+                            f"{email},{artists[index]},\n",
+                            f"bad..address{n}@example.com,{artists[index]},Bad\n",
+                        ][kind]
+                    )
+                    library_rows += 1
+                    bad += 1
+    return {
+        "subscribers_csv": subscribers_csv,
+        "library_csv": library_csv,
+        "subscriber_rows": subscriber_rows,
+        "library_rows": library_rows,
+        "library_bad_rows": bad,
+    }
+
+
+def run_command(url: str, home: Path, *args: str) -> dict[str, Any]:
+    """Run ``musicbutler ARGS`` on ``url`` as a process: seconds, peak RSS (MiB), exit code."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MUSICBUTLER_", "DAGSTER_"))}
+    env.update(
+        MUSICBUTLER_HOME=str(home),
+        MUSICBUTLER_WAREHOUSE_URL=url,
+        MUSICBUTLER_SECRET_KEY="benchmark-secret-key-0123456789",
+    )
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "musicbutler_pipeline.cli", *args],
+            env=env,
+            stdout=out,
+            stderr=err,
+            text=True,
+        )
+        # Reap the child ourselves: wait4 gives its own resource usage (peak RSS), not a sum.
+        _pid, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        lines = out.read().strip().splitlines() or err.read().strip().splitlines()
+    return {
+        "seconds": seconds,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "exit_code": process.returncode,
+        "summary": lines[-1] if lines else "",
+    }
+
+
+def copy_floor(admin_url: str, path: Path) -> float:
+    """Seconds for PostgreSQL to COPY ``path`` into a new unindexed table of three text columns."""
+    name = f"musicbutler_floor_{uuid.uuid4().hex[:8]}"
+    dsn = make_url(admin_url).render_as_string(hide_password=False)
+    admin = psycopg2.connect(dsn)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        floor = psycopg2.connect(make_url(dsn).set(database=name).render_as_string(False))
+        try:
+            with floor, floor.cursor() as cursor:
+                cursor.execute("CREATE TABLE floor (a text, b text, c text)")
+            started = time.perf_counter()
+            with floor, floor.cursor() as cursor, path.open() as handle:
+                cursor.copy_expert("COPY floor FROM STDIN (FORMAT csv, HEADER)", handle)
+            return time.perf_counter() - started
+        finally:
+            floor.close()
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def library_queries(url: str) -> dict[str, float]:
+    from musicbutler_pipeline.warehouse.engine import make_engine
+    from musicbutler_pipeline.warehouse.libraries import library_stats, top_followed_artists
+
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE")
+        day = date.today()
+        timings: dict[str, list[float]] = {"library_stats": [], "top_followed_artists": []}
+        for _ in range(3):
+            with engine.connect() as connection:
+                started = time.perf_counter()
+                library_stats(connection, day)
+                timings["library_stats"].append(time.perf_counter() - started)
+                started = time.perf_counter()
+                top_followed_artists(connection, day)
+                timings["top_followed_artists"].append(time.perf_counter() - started)
+        return {name: statistics.median(runs) for name, runs in timings.items()}
+    finally:
+        engine.dispose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--follows", type=int, default=1_000_000)
+    parser.add_argument("--dialect", default="postgresql,sqlite")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--library-queries", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--keep-files", type=Path, help="write the CSVs here and keep them")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    from benchmarks.scale import ADMIN_URL
+
+    results: dict[str, Any] = {"follows": args.follows, "cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="musicbutler-imports-") as scratch:
+        folder = args.keep_files or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        files = generate(folder, args.follows, args.seed)
+        log.info("generated %s in %.1f s", files, time.perf_counter() - started)
+        results["subscriber_rows"] = files["subscriber_rows"]
+        results["library_rows"] = files["library_rows"]
+        floors = {
+            "subscribers": copy_floor(ADMIN_URL, files["subscribers_csv"]),
+            "library": copy_floor(ADMIN_URL, files["library_csv"]),
+        }
+        results["floor_copy_seconds"] = floors
+        for dialect in args.dialect.split(","):
+            url_arg = None if dialect == "postgresql" else f"sqlite:///{scratch}/bench.db"
+            with warehouse(url_arg, keep=False) as url:
+                home = Path(scratch) / f"home-{dialect}"
+                upgraded = run_command(url, home, "db", "upgrade")
+                if upgraded["exit_code"] != 0:
+                    raise SystemExit(f"db upgrade failed: {upgraded['summary']}")
+                measured: dict[str, Any] = {}
+                for what, noun in (("subscribers", "subscribers"), ("library", "library")):
+                    rows = files[f"{'subscriber' if what == 'subscribers' else 'library'}_rows"]
+                    outcome = run_command(url, home, noun, "import", str(files[f"{what}_csv"]))
+                    outcome["rows_per_s"] = rows / outcome["seconds"]
+                    outcome["floor_rows_per_s"] = rows / floors[what]
+                    outcome["ratio_to_floor"] = outcome["rows_per_s"] / outcome["floor_rows_per_s"]
+                    measured[what] = outcome
+                    log.info("%s %s import: %s", dialect, what, outcome)
+                if args.library_queries and dialect == "postgresql":
+                    measured["library_queries_seconds"] = library_queries(url)
+                results[dialect] = measured
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+        return 0
+    print(f"follows {results['library_rows']:,} rows, subscribers {results['subscriber_rows']:,}")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
+    for dialect in args.dialect.split(","):
+        for what in ("subscribers", "library"):
+            item = results[dialect][what]
+            print(
+                f"{dialect:10} {what:11} {item['seconds']:8.1f} s"
+                f" {item['rows_per_s']:>10,.0f} rows/s"
+                f"  floor COPY {item['floor_rows_per_s']:>10,.0f} rows/s"
+                f"  ratio {item['ratio_to_floor']:6.1%}  peak RSS {item['peak_rss_mib']:.0f} MiB"
+                f"  exit {item['exit_code']}"
+            )
+        if "library_queries_seconds" in results[dialect]:
+            for name, seconds in results[dialect]["library_queries_seconds"].items():
+                print(f"{dialect:10} {name:22} {seconds:8.3f} s (median of 3)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
