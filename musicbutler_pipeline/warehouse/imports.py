@@ -329,22 +329,26 @@ def _copy_text(value: object) -> str:
 
 
 def _load_stage(connection: Connection, stage: Table, rows: Sequence[Sequence[object]]) -> None:
-    """Put ``rows`` (tuples in the stage's column order) into the empty staging table."""
+    """Put ``rows`` (tuples in the stage's column order) into the empty staging table.
+
+    Straight to the driver: COPY on PostgreSQL; on SQLite one prepared INSERT run over the batch
+    (SQLAlchemy's per-row parameter processing was most of the load's time, and these are plain
+    ints and strings that need none)."""
     if not rows:
         return
-    if connection.dialect.name == "postgresql":
-        buffer = io.StringIO()
-        buffer.writelines("\t".join(map(_copy_text, row)) + "\n" for row in rows)
-        buffer.seek(0)
-        names = ", ".join(column.name for column in stage.columns)
-        cursor = connection.connection.cursor()
-        try:
+    names = ", ".join(column.name for column in stage.columns)
+    cursor = connection.connection.cursor()
+    try:
+        if connection.dialect.name == "postgresql":
+            buffer = io.StringIO()
+            buffer.writelines("\t".join(map(_copy_text, row)) + "\n" for row in rows)
+            buffer.seek(0)
             cursor.copy_expert(f"COPY {stage.name} ({names}) FROM STDIN", buffer)  # type: ignore[attr-defined]
-        finally:
-            cursor.close()
-        return
-    names = [column.name for column in stage.columns]
-    connection.execute(stage.insert(), [dict(zip(names, row, strict=True)) for row in rows])
+        else:
+            marks = ", ".join("?" for _ in stage.columns)
+            cursor.executemany(f"INSERT INTO {stage.name} ({names}) VALUES ({marks})", rows)
+    finally:
+        cursor.close()
 
 
 @contextmanager
@@ -615,6 +619,9 @@ def _write_follows(
     stage = library_stage
     key_matches = subscribers.c.email_key == stage.c.email_key
     with connection.begin():
+        if connection.dialect.name == "postgresql":
+            # Room to sort a batch (~10 MB) in memory rather than in temporary files.
+            connection.execute(text("SET LOCAL work_mem = '64MB'"))
         _load_stage(connection, stage, list(batch.values()))
         unknown = connection.execute(
             select(stage.c.line, stage.c.email, stage.c.email_key).where(
@@ -633,7 +640,9 @@ def _write_follows(
             # SQLite needs a WHERE in an INSERT ... SELECT ... ON CONFLICT (its parser otherwise
             # reads ON CONFLICT as the join's ON); it is always true.
             .where(stage.c.line > 0)
-            .order_by(stage.c.line)
+            # In the unique index's order: inserting sorted keys touches each index page once
+            # instead of at random (measured on PostgreSQL: the INSERT took half the time).
+            .order_by(subscribers.c.id, stage.c.artist_mbid)
         )
         inserted = connection.execute(
             upsert_insert(connection, library_artists)
