@@ -57,7 +57,7 @@ def generate(folder: Path, follows: int, seed: int) -> dict[str, Any]:
     pyrng = random.Random(seed)
     artists = [str(uuid.UUID(int=pyrng.getrandbits(128), version=4)) for _ in range(ARTISTS)]
     weights = 1.0 / (np.arange(ARTISTS) + 20.0)
-    weights /= weights.sum()
+    cdf = np.cumsum(weights / weights.sum())
     count = max(1, follows // FOLLOWS_PER_SUBSCRIBER)
     subscribers_csv, library_csv = folder / "subscribers.csv", folder / "library.csv"
     subscriber_rows = library_rows = bad = 0
@@ -72,12 +72,13 @@ def generate(folder: Path, follows: int, seed: int) -> dict[str, Any]:
             if subscriber_rows % BAD_EVERY == 0:
                 subs.write(f"not-an-address-{n},Nobody,\n")
                 subscriber_rows += 1
-            want = min(int(rng.integers(30, 91)), follows - written) if n < count - 1 else 0
-            if n == count - 1:
-                want = follows - written
-            picks = np.unique(rng.choice(ARTISTS, size=max(want, 0) * 2 + 8, p=weights))
+            want = follows - written if n == count - 1 else int(rng.integers(30, 91))
+            want = max(0, min(want, follows - written))
+            # Draws by inverse CDF (searchsorted), distinct per subscriber, in random order.
+            draws = np.searchsorted(cdf, rng.random(want * 2 + 8), side="right")
+            picks = np.unique(np.minimum(draws, ARTISTS - 1))
             rng.shuffle(picks)
-            for index in picks[: max(want, 0)]:
+            for index in picks[:want]:
                 lib.write(f"{email},{artists[index]},Artist {index}\n")
                 library_rows += 1
                 written += 1
