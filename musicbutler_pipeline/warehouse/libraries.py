@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, Connection, case, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Connection, func, or_, select, text, update
 
 from musicbutler_pipeline.warehouse.dialect import PARAMETER_CHUNK, upsert_insert
 from musicbutler_pipeline.warehouse.schema import library_artists, subscribers
@@ -30,42 +30,85 @@ class LibraryStats:
     removed_on_day: int
 
 
-def library_stats(connection: Connection, day: date) -> LibraryStats:
+def library_summary(
+    connection: Connection, day: date, limit: int = 10
+) -> tuple[LibraryStats, list[tuple[str, int]]]:
+    """The day's library statistics and its ``limit`` most followed artists (name, followers).
+
+    Two statements, where there were four scans of ``library_artists`` and three sorts for its
+    distinct counts: one pass grouping the follows by artist gives the follows, the distinct
+    artists, the additions and removals of the day (window sums over the groups) and the top
+    artists; the subscriber counts probe each subscriber's follows through the indexes (the
+    current follows' unique index, and ``ix_library_artists_ended`` for ended ones).
+    """
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    active = subscribers.c.unsubscribed_at.is_(None)
-    row = connection.execute(
+    if connection.dialect.name == "postgresql":
+        # The grouping holds one entry per artist (~200,000): hash it in memory, not on disk.
+        connection.execute(text("SET LOCAL work_mem = '64MB'"))
+    current = follows_on(day)
+    per_artist = (
         select(
-            func.count(func.distinct(library_artists.c.subscriber_id)),
-            func.count(func.distinct(case((active, library_artists.c.subscriber_id)))),
+            func.min(library_artists.c.artist_name).filter(current).label("name"),
+            func.count().filter(current).label("followers"),
+            func.count()
+            .filter(
+                library_artists.c.followed_at >= start,
+                library_artists.c.followed_at < start + timedelta(days=1),
+            )
+            .label("added"),
+            func.count().filter(library_artists.c.unfollowed_on == day).label("removed"),
+        )
+        .group_by(library_artists.c.artist_mbid)
+        .subquery("per_artist")
+    )
+    followers = per_artist.c.followers
+    rows = connection.execute(
+        select(
+            per_artist.c.name,
+            followers,
+            func.count().filter(followers > 0).over().label("distinct_artists"),
+            func.sum(followers).over().label("follows"),
+            func.sum(per_artist.c.added).over().label("added"),
+            func.sum(per_artist.c.removed).over().label("removed"),
+        )
+        .order_by(followers.desc(), per_artist.c.name)
+        .limit(limit if limit > 0 else 1)
+    ).all()
+    follows_of = library_artists.alias("follows_of")
+    has_current = (
+        select(follows_of.c.id)
+        .where(follows_of.c.subscriber_id == subscribers.c.id, follows_of.c.unfollowed_on.is_(None))
+        .exists()
+    )
+    has_ended_later = (
+        select(follows_of.c.id)
+        .where(follows_of.c.subscriber_id == subscribers.c.id, follows_of.c.unfollowed_on > day)
+        .exists()
+    )
+    people, active = connection.execute(
+        select(
             func.count(),
-            func.count(func.distinct(library_artists.c.artist_mbid)),
-        )
-        .select_from(library_artists.join(subscribers))
-        .where(follows_on(day))
+            func.count().filter(subscribers.c.unsubscribed_at.is_(None)),
+        ).where(or_(has_current, has_ended_later))
     ).one()
-    added = connection.execute(
-        select(func.count()).where(
-            library_artists.c.followed_at >= start,
-            library_artists.c.followed_at < start + timedelta(days=1),
-        )
-    ).scalar_one()
-    removed = connection.execute(
-        select(func.count()).where(library_artists.c.unfollowed_on == day)
-    ).scalar_one()
-    return LibraryStats(row[0], row[1], row[2], row[3], added, removed)
+    if rows:
+        head = rows[0]
+        totals = (int(head.follows), head.distinct_artists, int(head.added), int(head.removed))
+    else:
+        totals = (0, 0, 0, 0)
+    stats = LibraryStats(people, active, *totals)
+    top = [(row.name, row.followers) for row in rows[:limit] if row.followers > 0]
+    return stats, top
+
+
+def library_stats(connection: Connection, day: date) -> LibraryStats:
+    return library_summary(connection, day, limit=0)[0]
 
 
 def top_followed_artists(
     connection: Connection, day: date, limit: int = 10
 ) -> list[tuple[str, int]]:
-    rows = connection.execute(
-        select(func.min(library_artists.c.artist_name), func.count().label("followers"))
-        .where(follows_on(day))
-        .group_by(library_artists.c.artist_mbid)
-        .order_by(func.count().desc(), func.min(library_artists.c.artist_name))
-        .limit(limit)
-    ).all()
-    return [(name, followers) for name, followers in rows]
+    return library_summary(connection, day, limit)[1]
 
 
 LISTENBRAINZ = "listenbrainz"
