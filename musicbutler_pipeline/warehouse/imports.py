@@ -367,7 +367,13 @@ def _staged(engine: Engine, stage: Table) -> Iterator[Connection]:
 
 
 def _clear_stage(connection: Connection, stage: Table) -> None:
-    connection.execute(delete(stage))
+    # On PostgreSQL a DELETE would leave every row dead in the temporary table (autovacuum never
+    # visits those), and each later batch would scan all of them again. SQLite's unqualified
+    # DELETE is already a truncation.
+    if connection.dialect.name == "postgresql":
+        connection.execute(text(f"TRUNCATE {stage.name}"))
+    else:
+        connection.execute(delete(stage))
 
 
 # --- Subscribers -------------------------------------------------------------------------------
