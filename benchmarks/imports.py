@@ -34,7 +34,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -217,18 +217,135 @@ def library_queries(url: str) -> dict[str, float]:
         engine.dispose()
 
 
+# The three statements library_stats and top_followed_artists ran before library_summary (four
+# scans of library_artists), kept here to measure them beside it on the same world.
+OLD_LIBRARY_STATEMENTS = {
+    "old_stats_join": (
+        "SELECT count(DISTINCT la.subscriber_id), count(DISTINCT CASE WHEN "
+        "s.unsubscribed_at IS NULL THEN la.subscriber_id END), count(*), "
+        "count(DISTINCT la.artist_mbid) FROM library_artists la JOIN subscribers s "
+        "ON s.id = la.subscriber_id WHERE la.unfollowed_on IS NULL OR la.unfollowed_on > :day"
+    ),
+    "old_added": (
+        "SELECT count(*) FROM library_artists WHERE followed_at >= :start "
+        "AND followed_at < :start + interval '1 day'"
+    ),
+    "old_removed": "SELECT count(*) FROM library_artists WHERE unfollowed_on = :day",
+    "old_top": (
+        "SELECT min(artist_name), count(*) FROM library_artists WHERE unfollowed_on IS NULL "
+        "OR unfollowed_on > :day GROUP BY artist_mbid ORDER BY count(*) DESC, "
+        "min(artist_name) LIMIT 10"
+    ),
+}
+
+
+def library_world(follows: int, day: date) -> dict[str, Any]:
+    """A throwaway PostgreSQL warehouse of ``follows`` / 60 subscribers and ``follows`` follows
+    (Zipf-like artists, 2% of follows ended, 1% followed on ``day``), loaded by SQL with the
+    indexes built afterwards; then the user_libraries statements timed, old and new."""
+    from sqlalchemy import text
+
+    from musicbutler_pipeline.warehouse.engine import make_engine
+    from musicbutler_pipeline.warehouse.libraries import library_summary
+    from musicbutler_pipeline.warehouse.migrate import upgrade
+    from musicbutler_pipeline.warehouse.schema import library_artists
+
+    timings: dict[str, Any] = {"follows": follows}
+    with warehouse(None, keep=False) as url:
+        engine = make_engine(url)
+        try:
+            upgrade(engine)
+            started = time.perf_counter()
+            indexes = [index for index in library_artists.indexes]
+            with engine.begin() as connection:
+                for index in indexes:
+                    index.drop(connection)
+                connection.execute(
+                    text(
+                        "INSERT INTO subscribers (email, email_key, subscribed_at, updated_at, "
+                        "unsubscribed_at) SELECT 's' || i || '@example.org', "
+                        "'s' || i || '@example.org', now(), now(), "
+                        "CASE WHEN i % 50 = 0 THEN now() END FROM generate_series(1, :n) AS g(i)"
+                    ),
+                    {"n": max(1, follows // FOLLOWS_PER_SUBSCRIBER)},
+                )
+                connection.execute(
+                    text(
+                        "INSERT INTO library_artists (subscriber_id, artist_mbid, artist_name, "
+                        "source, followed_at, unfollowed_on) "
+                        "SELECT s.id, md5(a::text)::uuid::text, 'Artist ' || a, 'csv', "
+                        "CASE WHEN random() < 0.01 THEN :start ELSE :start - interval '30 days' "
+                        "END, CASE WHEN random() < 0.02 THEN :day - 1 END "
+                        "FROM subscribers s, LATERAL (SELECT DISTINCT "
+                        "floor(:artists * power(random() + s.id * 0, 3))::int AS a "
+                        "FROM generate_series(1, :per)) AS picks"
+                    ),
+                    {
+                        "start": datetime(day.year, day.month, day.day, tzinfo=UTC),
+                        "day": day,
+                        "artists": ARTISTS,
+                        "per": FOLLOWS_PER_SUBSCRIBER,
+                    },
+                )
+                for index in indexes:
+                    index.create(connection)
+            with engine.begin() as connection:
+                connection.exec_driver_sql("ANALYZE")
+                rows = connection.exec_driver_sql("SELECT count(*) FROM library_artists").scalar()
+            timings["rows"] = rows
+            timings["load_seconds"] = time.perf_counter() - started
+            log.info("world of %s follows loaded in %.1f s", rows, timings["load_seconds"])
+            runs: dict[str, list[float]] = {name: [] for name in OLD_LIBRARY_STATEMENTS}
+            runs["library_summary"] = []
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            for _ in range(3):
+                with engine.connect() as connection:
+                    for name, sql in OLD_LIBRARY_STATEMENTS.items():
+                        began = time.perf_counter()
+                        connection.execute(text(sql), {"day": day, "start": start}).all()
+                        runs[name].append(time.perf_counter() - began)
+                with engine.connect() as connection:
+                    began = time.perf_counter()
+                    library_summary(connection, day)
+                    runs["library_summary"].append(time.perf_counter() - began)
+            timings["seconds"] = {name: statistics.median(r) for name, r in runs.items()}
+            timings["old_total_seconds"] = sum(
+                timings["seconds"][name] for name in OLD_LIBRARY_STATEMENTS
+            )
+        finally:
+            engine.dispose()
+    return timings
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--follows", type=int, default=1_000_000)
     parser.add_argument("--dialect", default="postgresql,sqlite")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--library-queries", action="store_true")
+    parser.add_argument(
+        "--library-world",
+        type=int,
+        metavar="FOLLOWS",
+        help="only time the user_libraries statements, old and new, on a SQL-built world",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep-files", type=Path, help="write the CSVs here and keep them")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     from benchmarks.scale import ADMIN_URL
 
+    if args.library_world:
+        world = library_world(args.library_world, date(2026, 11, 23))
+        if args.json:
+            print(json.dumps(world, indent=2, default=str))
+        else:
+            rows, load = world["rows"], world["load_seconds"]
+            print(f"library_artists {rows:,} rows, loaded in {load:.0f} s")
+            for name, seconds in world["seconds"].items():
+                print(f"{name:22} {seconds:8.3f} s (median of 3)")
+            print(f"{'old total':22} {world['old_total_seconds']:8.3f} s")
+        return 0
     results: dict[str, Any] = {"follows": args.follows, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="musicbutler-imports-") as scratch:
         folder = args.keep_files or Path(scratch)
