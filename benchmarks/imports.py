@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import psycopg2
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from benchmarks.scale import warehouse
@@ -239,6 +240,51 @@ OLD_LIBRARY_STATEMENTS = {
 }
 
 
+def load_library_world(engine: Engine, follows: int, day: date) -> int:
+    """Fill a migrated, empty warehouse with the world of ``library_world``; its follow count."""
+    from sqlalchemy import text
+
+    from musicbutler_pipeline.warehouse.schema import library_artists
+
+    indexes = [index for index in library_artists.indexes]
+    with engine.begin() as connection:
+        for index in indexes:
+            index.drop(connection)
+        connection.execute(
+            text(
+                "INSERT INTO subscribers (email, email_key, subscribed_at, updated_at, "
+                "unsubscribed_at) SELECT 's' || i || '@example.org', "
+                "'s' || i || '@example.org', now(), now(), "
+                "CASE WHEN i % 50 = 0 THEN now() END FROM generate_series(1, :n) AS g(i)"
+            ),
+            {"n": max(1, follows // FOLLOWS_PER_SUBSCRIBER)},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO library_artists (subscriber_id, artist_mbid, artist_name, "
+                "source, followed_at, unfollowed_on) "
+                "SELECT s.id, md5(a::text)::uuid::text, 'Artist ' || a, 'csv', "
+                "CASE WHEN random() < 0.01 THEN :start ELSE :start - interval '30 days' "
+                "END, CASE WHEN random() < 0.02 THEN :day - 1 END "
+                "FROM subscribers s, LATERAL (SELECT DISTINCT "
+                "floor(:artists * power(random() + s.id * 0, 3))::int AS a "
+                "FROM generate_series(1, :per)) AS picks"
+            ),
+            {
+                "start": datetime(day.year, day.month, day.day, tzinfo=UTC),
+                "day": day,
+                "artists": ARTISTS,
+                "per": FOLLOWS_PER_SUBSCRIBER,
+            },
+        )
+        for index in indexes:
+            index.create(connection)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ANALYZE")
+        rows = connection.exec_driver_sql("SELECT count(*) FROM library_artists").scalar()
+    return int(rows or 0)
+
+
 def library_world(follows: int, day: date) -> dict[str, Any]:
     """A throwaway PostgreSQL warehouse of ``follows`` / 60 subscribers and ``follows`` follows
     (Zipf-like artists, 2% of follows ended, 1% followed on ``day``), loaded by SQL with the
@@ -248,7 +294,6 @@ def library_world(follows: int, day: date) -> dict[str, Any]:
     from musicbutler_pipeline.warehouse.engine import make_engine
     from musicbutler_pipeline.warehouse.libraries import library_summary
     from musicbutler_pipeline.warehouse.migrate import upgrade
-    from musicbutler_pipeline.warehouse.schema import library_artists
 
     timings: dict[str, Any] = {"follows": follows}
     with warehouse(None, keep=False) as url:
@@ -256,42 +301,7 @@ def library_world(follows: int, day: date) -> dict[str, Any]:
         try:
             upgrade(engine)
             started = time.perf_counter()
-            indexes = [index for index in library_artists.indexes]
-            with engine.begin() as connection:
-                for index in indexes:
-                    index.drop(connection)
-                connection.execute(
-                    text(
-                        "INSERT INTO subscribers (email, email_key, subscribed_at, updated_at, "
-                        "unsubscribed_at) SELECT 's' || i || '@example.org', "
-                        "'s' || i || '@example.org', now(), now(), "
-                        "CASE WHEN i % 50 = 0 THEN now() END FROM generate_series(1, :n) AS g(i)"
-                    ),
-                    {"n": max(1, follows // FOLLOWS_PER_SUBSCRIBER)},
-                )
-                connection.execute(
-                    text(
-                        "INSERT INTO library_artists (subscriber_id, artist_mbid, artist_name, "
-                        "source, followed_at, unfollowed_on) "
-                        "SELECT s.id, md5(a::text)::uuid::text, 'Artist ' || a, 'csv', "
-                        "CASE WHEN random() < 0.01 THEN :start ELSE :start - interval '30 days' "
-                        "END, CASE WHEN random() < 0.02 THEN :day - 1 END "
-                        "FROM subscribers s, LATERAL (SELECT DISTINCT "
-                        "floor(:artists * power(random() + s.id * 0, 3))::int AS a "
-                        "FROM generate_series(1, :per)) AS picks"
-                    ),
-                    {
-                        "start": datetime(day.year, day.month, day.day, tzinfo=UTC),
-                        "day": day,
-                        "artists": ARTISTS,
-                        "per": FOLLOWS_PER_SUBSCRIBER,
-                    },
-                )
-                for index in indexes:
-                    index.create(connection)
-            with engine.begin() as connection:
-                connection.exec_driver_sql("ANALYZE")
-                rows = connection.exec_driver_sql("SELECT count(*) FROM library_artists").scalar()
+            rows = load_library_world(engine, follows, day)
             timings["rows"] = rows
             timings["load_seconds"] = time.perf_counter() - started
             log.info("world of %s follows loaded in %.1f s", rows, timings["load_seconds"])

