@@ -4,13 +4,15 @@ day are counted, unsubscribed subscribers are told apart; one pass, checked on b
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Engine, insert
+from alembic import command
+from sqlalchemy import Engine, insert, inspect
 
 from musicbutler_pipeline.warehouse.libraries import (
     library_stats,
     library_summary,
     top_followed_artists,
 )
+from musicbutler_pipeline.warehouse.migrate import alembic_config, upgrade
 from musicbutler_pipeline.warehouse.schema import library_artists, subscribers
 
 DAY = date(2026, 11, 23)
@@ -79,3 +81,17 @@ def test_summary_of_an_empty_library(engine: Engine) -> None:
     with engine.connect() as connection:
         stats, top = library_summary(connection, DAY)
     assert (stats.subscribers, stats.follows, stats.distinct_artists, top) == (0, 0, 0, [])
+
+
+def test_migration_0009_index_down_and_up(engine: Engine) -> None:
+    def indexes() -> set[str]:
+        return {str(index["name"]) for index in inspect(engine).get_indexes("library_artists")}
+
+    assert "ix_library_artists_ended" in indexes()
+    config = alembic_config(engine)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0007")
+    assert "ix_library_artists_ended" not in indexes()
+    upgrade(engine)
+    assert "ix_library_artists_ended" in indexes()
