@@ -33,13 +33,17 @@ class LibraryStats:
 def library_summary(
     connection: Connection, day: date, limit: int = 10
 ) -> tuple[LibraryStats, list[tuple[str, int]]]:
-    """The day's library statistics and its ``limit`` most followed artists (name, followers).
+    """The day's library statistics and its ``limit`` most followed artists (name, followers;
+    ties by name).
 
-    Two statements, where there were four scans of ``library_artists`` and three sorts for its
-    distinct counts: one pass grouping the follows by artist gives the follows, the distinct
-    artists, the additions and removals of the day (window sums over the groups) and the top
-    artists; the subscriber counts probe each subscriber's follows through the indexes (the
-    current follows' unique index, and ``ix_library_artists_ended`` for ended ones).
+    One grouping of the day's follows by artist, counting only (measured at 2,000,000 follows on
+    PostgreSQL: adding the day's additions as FILTERs and the artist names as min() to it made it
+    3.5 and 4 times as slow), gives the follows, the distinct artists and the candidates for the
+    top (every artist ranked ``limit`` or better, ties included); the names are
+    read for those candidates only, through ``ix_library_artists_artist_mbid``. The day's
+    additions and removals are counted apart, and the subscribers by index probes of each
+    subscriber's follows (the current follows' unique index, ``ix_library_artists_ended``). This
+    replaced four scans of ``library_artists`` and three sorts for distinct counts.
     """
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     if connection.dialect.name == "postgresql":
@@ -47,33 +51,53 @@ def library_summary(
         connection.execute(text("SET LOCAL work_mem = '64MB'"))
     current = follows_on(day)
     per_artist = (
-        select(
-            func.min(library_artists.c.artist_name).filter(current).label("name"),
-            func.count().filter(current).label("followers"),
-            func.count()
-            .filter(
-                library_artists.c.followed_at >= start,
-                library_artists.c.followed_at < start + timedelta(days=1),
-            )
-            .label("added"),
-            func.count().filter(library_artists.c.unfollowed_on == day).label("removed"),
-        )
+        select(library_artists.c.artist_mbid, func.count().label("followers"))
+        .where(current)
         .group_by(library_artists.c.artist_mbid)
         .subquery("per_artist")
     )
-    followers = per_artist.c.followers
-    rows = connection.execute(
-        select(
-            per_artist.c.name,
-            followers,
-            func.count().filter(followers > 0).over().label("distinct_artists"),
-            func.sum(followers).over().label("follows"),
-            func.sum(per_artist.c.added).over().label("added"),
-            func.sum(per_artist.c.removed).over().label("removed"),
+    # Window functions over the groups, not a CTE: a CTE would keep PostgreSQL from grouping in
+    # parallel (measured: 3.1-3.8 s instead of about 1 s at 2,000,000 follows).
+    ranked = select(
+        per_artist.c.artist_mbid,
+        per_artist.c.followers,
+        func.count().over().label("artists"),
+        func.sum(per_artist.c.followers).over().label("follows"),
+        func.rank().over(order_by=per_artist.c.followers.desc()).label("place"),
+    ).subquery("ranked")
+    candidates = connection.execute(
+        select(ranked.c.artist_mbid, ranked.c.followers, ranked.c.artists, ranked.c.follows).where(
+            ranked.c.place <= max(limit, 1)
         )
-        .order_by(followers.desc(), per_artist.c.name)
-        .limit(limit if limit > 0 else 1)
     ).all()
+    names: dict[str, str] = {}
+    mbids = [row[0] for row in candidates] if limit > 0 else []
+    for chunk_start in range(0, len(mbids), PARAMETER_CHUNK):
+        names.update(
+            (mbid, name)
+            for mbid, name in connection.execute(
+                select(library_artists.c.artist_mbid, func.min(library_artists.c.artist_name))
+                .where(
+                    library_artists.c.artist_mbid.in_(
+                        mbids[chunk_start : chunk_start + PARAMETER_CHUNK]
+                    ),
+                    current,
+                )
+                .group_by(library_artists.c.artist_mbid)
+            )
+        )
+    top = sorted(((names[row[0]], row[1]) for row in candidates if limit > 0), key=_by_followers)
+    added, removed = connection.execute(
+        select(
+            select(func.count())
+            .where(
+                library_artists.c.followed_at >= start,
+                library_artists.c.followed_at < start + timedelta(days=1),
+            )
+            .scalar_subquery(),
+            select(func.count()).where(library_artists.c.unfollowed_on == day).scalar_subquery(),
+        )
+    ).one()
     follows_of = library_artists.alias("follows_of")
     has_current = (
         select(follows_of.c.id)
@@ -91,14 +115,13 @@ def library_summary(
             func.count().filter(subscribers.c.unsubscribed_at.is_(None)),
         ).where(or_(has_current, has_ended_later))
     ).one()
-    if rows:
-        head = rows[0]
-        totals = (int(head.follows), head.distinct_artists, int(head.added), int(head.removed))
-    else:
-        totals = (0, 0, 0, 0)
-    stats = LibraryStats(people, active, *totals)
-    top = [(row.name, row.followers) for row in rows[:limit] if row.followers > 0]
-    return stats, top
+    distinct_artists, follows = (candidates[0][2], int(candidates[0][3])) if candidates else (0, 0)
+    stats = LibraryStats(people, active, follows, distinct_artists, added, removed)
+    return stats, top[:limit]
+
+
+def _by_followers(item: tuple[str, int]) -> tuple[int, str]:
+    return -item[1], item[0]
 
 
 def library_stats(connection: Connection, day: date) -> LibraryStats:
