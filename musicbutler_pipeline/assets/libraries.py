@@ -11,10 +11,9 @@ from musicbutler_pipeline.sources.listenbrainz import LibraryStatus
 from musicbutler_pipeline.warehouse.dialect import serialized_write
 from musicbutler_pipeline.warehouse.libraries import (
     end_unlinked_listenbrainz_follows,
-    library_stats,
+    library_summary,
     listenbrainz_subscribers,
     sync_listenbrainz_follows,
-    top_followed_artists,
 )
 from musicbutler_pipeline.warehouse.schema import library_artists
 
@@ -40,8 +39,7 @@ def user_libraries(
     day = context.partition_time_window.start.date()
     listenbrainz = _sync_listenbrainz(context, day, warehouse, library_source)
     with warehouse.engine.connect() as connection:
-        stats = library_stats(connection, day)
-        top = top_followed_artists(connection, day)
+        stats, top = library_summary(connection, day)
     context.log.info(
         "%s: %d follows of %d artists by %d subscribers",
         day,

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, Connection, case, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Connection, func, or_, select, text, update
 
 from musicbutler_pipeline.warehouse.dialect import PARAMETER_CHUNK, upsert_insert
 from musicbutler_pipeline.warehouse.schema import library_artists, subscribers
@@ -30,42 +30,108 @@ class LibraryStats:
     removed_on_day: int
 
 
-def library_stats(connection: Connection, day: date) -> LibraryStats:
+def library_summary(
+    connection: Connection, day: date, limit: int = 10
+) -> tuple[LibraryStats, list[tuple[str, int]]]:
+    """The day's library statistics and its ``limit`` most followed artists (name, followers;
+    ties by name).
+
+    One grouping of the day's follows by artist, counting only (measured at 2,000,000 follows on
+    PostgreSQL: adding the day's additions as FILTERs and the artist names as min() to it made it
+    3.5 and 4 times as slow), gives the follows, the distinct artists and the candidates for the
+    top (every artist ranked ``limit`` or better, ties included); the names are
+    read for those candidates only, through ``ix_library_artists_artist_mbid``. The day's
+    additions and removals are counted apart, and the subscribers by index probes of each
+    subscriber's follows (the current follows' unique index, ``ix_library_artists_ended``). This
+    replaced four scans of ``library_artists`` and three sorts for distinct counts.
+    """
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    active = subscribers.c.unsubscribed_at.is_(None)
-    row = connection.execute(
+    if connection.dialect.name == "postgresql":
+        # The grouping holds one entry per artist (~200,000): hash it in memory, not on disk.
+        connection.execute(text("SET LOCAL work_mem = '64MB'"))
+    current = follows_on(day)
+    per_artist = (
+        select(library_artists.c.artist_mbid, func.count().label("followers"))
+        .where(current)
+        .group_by(library_artists.c.artist_mbid)
+        .subquery("per_artist")
+    )
+    # Window functions over the groups, not a CTE: a CTE would keep PostgreSQL from grouping in
+    # parallel (measured: 3.1-3.8 s instead of about 1 s at 2,000,000 follows).
+    ranked = select(
+        per_artist.c.artist_mbid,
+        per_artist.c.followers,
+        func.count().over().label("artists"),
+        func.sum(per_artist.c.followers).over().label("follows"),
+        func.rank().over(order_by=per_artist.c.followers.desc()).label("place"),
+    ).subquery("ranked")
+    candidates = connection.execute(
+        select(ranked.c.artist_mbid, ranked.c.followers, ranked.c.artists, ranked.c.follows).where(
+            ranked.c.place <= max(limit, 1)
+        )
+    ).all()
+    names: dict[str, str] = {}
+    mbids = [row[0] for row in candidates] if limit > 0 else []
+    for chunk_start in range(0, len(mbids), PARAMETER_CHUNK):
+        names.update(
+            (mbid, name)
+            for mbid, name in connection.execute(
+                select(library_artists.c.artist_mbid, func.min(library_artists.c.artist_name))
+                .where(
+                    library_artists.c.artist_mbid.in_(
+                        mbids[chunk_start : chunk_start + PARAMETER_CHUNK]
+                    ),
+                    current,
+                )
+                .group_by(library_artists.c.artist_mbid)
+            )
+        )
+    top = sorted(((names[row[0]], row[1]) for row in candidates if limit > 0), key=_by_followers)
+    added, removed = connection.execute(
         select(
-            func.count(func.distinct(library_artists.c.subscriber_id)),
-            func.count(func.distinct(case((active, library_artists.c.subscriber_id)))),
-            func.count(),
-            func.count(func.distinct(library_artists.c.artist_mbid)),
+            select(func.count())
+            .where(
+                library_artists.c.followed_at >= start,
+                library_artists.c.followed_at < start + timedelta(days=1),
+            )
+            .scalar_subquery(),
+            select(func.count()).where(library_artists.c.unfollowed_on == day).scalar_subquery(),
         )
-        .select_from(library_artists.join(subscribers))
-        .where(follows_on(day))
     ).one()
-    added = connection.execute(
-        select(func.count()).where(
-            library_artists.c.followed_at >= start,
-            library_artists.c.followed_at < start + timedelta(days=1),
-        )
-    ).scalar_one()
-    removed = connection.execute(
-        select(func.count()).where(library_artists.c.unfollowed_on == day)
-    ).scalar_one()
-    return LibraryStats(row[0], row[1], row[2], row[3], added, removed)
+    follows_of = library_artists.alias("follows_of")
+    has_current = (
+        select(follows_of.c.id)
+        .where(follows_of.c.subscriber_id == subscribers.c.id, follows_of.c.unfollowed_on.is_(None))
+        .exists()
+    )
+    has_ended_later = (
+        select(follows_of.c.id)
+        .where(follows_of.c.subscriber_id == subscribers.c.id, follows_of.c.unfollowed_on > day)
+        .exists()
+    )
+    people, active = connection.execute(
+        select(
+            func.count(),
+            func.count().filter(subscribers.c.unsubscribed_at.is_(None)),
+        ).where(or_(has_current, has_ended_later))
+    ).one()
+    distinct_artists, follows = (candidates[0][2], int(candidates[0][3])) if candidates else (0, 0)
+    stats = LibraryStats(people, active, follows, distinct_artists, added, removed)
+    return stats, top[:limit]
+
+
+def _by_followers(item: tuple[str, int]) -> tuple[int, str]:
+    return -item[1], item[0]
+
+
+def library_stats(connection: Connection, day: date) -> LibraryStats:
+    return library_summary(connection, day, limit=0)[0]
 
 
 def top_followed_artists(
     connection: Connection, day: date, limit: int = 10
 ) -> list[tuple[str, int]]:
-    rows = connection.execute(
-        select(func.min(library_artists.c.artist_name), func.count().label("followers"))
-        .where(follows_on(day))
-        .group_by(library_artists.c.artist_mbid)
-        .order_by(func.count().desc(), func.min(library_artists.c.artist_name))
-        .limit(limit)
-    ).all()
-    return [(name, followers) for name, followers in rows]
+    return library_summary(connection, day, limit)[1]
 
 
 LISTENBRAINZ = "listenbrainz"

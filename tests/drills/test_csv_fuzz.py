@@ -240,7 +240,8 @@ def test_duplicate_and_missing_header_columns(warehouse: Warehouse, tmp_path: Pa
     assert refused.returncode == 1
     assert refused.stderr.strip() == (
         f"musicbutler: {twice}: line 1: column 'email' appears twice "
-        "(columns 1 and 3; expected email,name,listenbrainz_user)"
+        "(columns 1 and 3; expected email,name,listenbrainz_user,"
+        "types,appearances,frequency,weekday,blocked_artists)"
     )
     missing = _file(tmp_path, "missing.csv", "email,artist,artist_name\nana@example.com,x,y\n")
     refused = warehouse.run("library", "import", str(missing))

@@ -1,10 +1,12 @@
 """CSV imports: bad rows reported by line while good rows land; re-import changes nothing."""
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select, update
 
+from musicbutler_pipeline.warehouse import imports
 from musicbutler_pipeline.warehouse.imports import (
     CsvFormatError,
     import_library,
@@ -112,3 +114,63 @@ def test_whole_file_problems_are_one_clear_error(engine: Engine, tmp_path: Path)
     (tmp_path / "latin1.csv").write_bytes("email,name\nana@example.com,Jos\xe9\n".encode("latin-1"))
     report = import_subscribers(engine, tmp_path / "latin1.csv")
     assert [str(error) for error in report.errors] == ["line 2: not UTF-8 (byte 0xe9 at column 20)"]
+
+
+def test_library_in_batches_same_counts_and_errors(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batch boundaries change nothing: a duplicate in the same or a later batch, and every line
+    of an unknown subscriber (a repeated one included) reported by its own line."""
+    monkeypatch.setattr(imports, "STAGE_ROWS", 2)
+    import_subscribers(engine, _write(tmp_path / "s.csv", "email\nana@example.com\n"))
+    csv = _write(
+        tmp_path / "lib.csv",
+        (
+            "email,artist_mbid,artist_name\n"
+            f"ana@example.com,{RADIOHEAD},Radiohead\n"  # 2
+            f"nobody@example.com,{RADIOHEAD},Radiohead\n"  # 3
+            f"nobody@example.com,{RADIOHEAD},Radiohead\n"  # 4: same follow, same batch
+            f"ANA@example.com,{RADIOHEAD},Radiohead\n"  # 5: same follow, a later batch
+            f"ana@example.com,{BJORK},Björk\n"  # 6
+            f"nobody@example.com,{BJORK},Björk\n"  # 7
+        ),
+    )
+    report = import_library(engine, csv)
+    assert [error.line for error in report.errors] == [3, 4, 7]
+    assert (report.rows, report.inserted, report.unchanged) == (6, 2, 1)
+    assert _count(engine, library_artists) == 2
+    again = import_library(engine, csv)
+    assert ([e.line for e in again.errors], again.inserted, again.unchanged) == ([3, 4, 7], 0, 3)
+
+
+def test_library_import_commits_each_batch(
+    sqlite_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between two batches the SQLite write lock is free and the first batch is visible: another
+    writer gets in at once (no busy wait) instead of waiting for the whole file."""
+    monkeypatch.setattr(imports, "STAGE_ROWS", 1)
+    import_subscribers(sqlite_engine, _write(tmp_path / "s.csv", "email\nana@example.com\n"))
+    csv = _write(
+        tmp_path / "lib.csv",
+        f"email,artist_mbid,artist_name\nana@example.com,{RADIOHEAD},R\nana@example.com,{BJORK},B\n",
+    )
+    database = sqlite_engine.url.database
+    assert database is not None
+    seen: list[int] = []
+    write_follows = imports._write_follows
+
+    def then_write_beside(*args, **kwargs) -> None:
+        write_follows(*args, **kwargs)
+        # timeout=0: BEGIN IMMEDIATE fails at once ("database is locked") if the lock is held.
+        other = sqlite3.connect(database, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            seen.append(other.execute("SELECT count(*) FROM library_artists").fetchone()[0])
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+
+    monkeypatch.setattr(imports, "_write_follows", then_write_beside)
+    report = import_library(sqlite_engine, csv)
+    assert report.inserted == 2
+    assert seen[:2] == [1, 2]
