@@ -79,10 +79,15 @@ def _report_import(report: ImportReport, what: str) -> int:
     for note in report.notes:
         print(f"{report.path}: line {note.line}: note: {note.message}", file=sys.stderr)
     merged = f", {report.merged} merged into an earlier row" if report.merged else ""
+    preferences = (
+        f", preferences of {report.preferences_changed} changed"
+        if report.preferences_changed
+        else ""
+    )
     print(
         f"{report.path}: {report.rows} rows: {report.inserted} {what} added, "
         f"{report.updated} updated, {report.unchanged} unchanged{merged}, "
-        f"{len(report.errors)} bad"
+        f"{len(report.errors)} bad{preferences}"
     )
     return EXIT_OK if report.ok else EXIT_PROBLEM
 
@@ -141,6 +146,32 @@ def cmd_feeds(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{subscriber.email}: new feed URLs (the old ones now answer 404)")
     print(f"Atom:       {links.atom}")
     print(f"iCalendar:  {links.icalendar}")
+    return EXIT_OK
+
+
+def cmd_prefs(settings: Settings, args: argparse.Namespace) -> int:
+    from musicbutler_pipeline.domain import preferences as prefs
+    from musicbutler_pipeline.warehouse.preferences import change_preferences
+
+    try:
+        email = normalize_email(args.email)
+        changes = {
+            "release_types": None if args.types is None else prefs.parse_release_types(args.types),
+            "appearances": None
+            if args.appearances is None
+            else prefs.parse_on_off(args.appearances, "--appearances"),
+            "frequency": None if args.frequency is None else prefs.parse_frequency(args.frequency),
+            "weekday": None if args.weekday is None else prefs.parse_weekday(args.weekday),
+            "block": frozenset(prefs.parse_artist_mbid(value) for value in args.block),
+            "unblock": frozenset(prefs.parse_artist_mbid(value) for value in args.unblock),
+        }
+        # No options: nothing changes, the preferences are shown as they are.
+        chosen = change_preferences(_engine(settings), email, **changes)
+    except (InvalidInput, prefs.PreferenceError) as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    print(email)
+    for line in chosen.describe():
+        print(f"  {line}")
     return EXIT_OK
 
 
@@ -489,6 +520,30 @@ def build_parser() -> argparse.ArgumentParser:
     feeds.add_argument("email", help="the subscriber's address (any case)")
     feeds.add_argument("--rotate", action="store_true", help="replace the secret in the URLs")
     feeds.set_defaults(func=cmd_feeds)
+
+    prefs = _command(
+        commands,
+        "prefs",
+        "show, or set then show, a subscriber's preferences",
+        "Release types are album, single, ep, compilation, live, remix, other (or all); a "
+        "release group is announced only when each of its types is chosen, so without live no "
+        "live album is. Appearances off: only releases a followed artist is credited first on. "
+        "A blocked artist is never the reason for an announcement, whatever the library says. "
+        "Weekly: one digest on the weekday, covering it and the six days before. A bad value "
+        "or an unknown address: one line, exit 2.",
+    )
+    prefs.add_argument("email", help="the subscriber's address (any case)")
+    prefs.add_argument("--types", metavar="TYPE,...", help="the release types to announce")
+    prefs.add_argument("--appearances", metavar="on|off", help="announce appearances")
+    prefs.add_argument(
+        "--block", nargs="+", action="extend", default=[], metavar="MBID", help="block artists"
+    )
+    prefs.add_argument(
+        "--unblock", nargs="+", action="extend", default=[], metavar="MBID", help="unblock artists"
+    )
+    prefs.add_argument("--frequency", metavar="daily|weekly", help="how often digests come")
+    prefs.add_argument("--weekday", metavar="monday..sunday", help="the weekly digest's day")
+    prefs.set_defaults(func=cmd_prefs)
 
     run = _command(
         commands,

@@ -30,6 +30,7 @@ from musicbutler_pipeline.domain.rules import (
     digest_subject,
     one_line,
     shorten,
+    weekly_digest_subject,
     without_lone_surrogates,
 )
 
@@ -213,11 +214,12 @@ def _sections(digest: Digest) -> tuple[list[SectionView], str, str]:
     """The digest's sections, the intro sentence after the greeting and the preheader."""
     day = digest.partition_date
     links = digest.listen_links
+    first = digest.first_day
     out_today: list[tuple[DigestArtist, tuple[ReleaseGroup, ...]]] = []
     added_late: list[tuple[DigestArtist, tuple[ReleaseGroup, ...]]] = []
     for artist in digest.artists:
-        today = tuple(rg for rg in artist.release_groups if rg.release_date == day)
-        late = tuple(rg for rg in artist.release_groups if rg.release_date != day)
+        today = tuple(rg for rg in artist.release_groups if _in_window(rg, first, day))
+        late = tuple(rg for rg in artist.release_groups if not _in_window(rg, first, day))
         if today:
             out_today.append((artist, today))
         if late:
@@ -234,13 +236,13 @@ def _sections(digest: Digest) -> tuple[list[SectionView], str, str]:
         sections.append(
             SectionView(
                 # Not "today": a retry may send it a day or two later.
-                f"Out on {_month_day(day, with_year=False)}" if both else None,
+                _out_heading(first, day) if both else None,
                 tuple(_artist_view(artist, groups, links) for artist, groups in out_today),
             )
         )
         sentences.append(
             f"{_plural(len(today_releases), 'new release')} from {_followed(len(out_today))} "
-            f"came out on {long_date(day)}."
+            f"came out {_out_span(first, day)}."
         )
     if added_late:
         # Late in MusicBrainz is known only when the release's own day was fetched without it.
@@ -273,6 +275,24 @@ def _sections(digest: Digest) -> tuple[list[SectionView], str, str]:
     else:
         preheader = f"{_plural(len(late_releases), 'earlier release')} from {names}"
     return sections, " ".join(sentences), preheader
+
+
+def _in_window(release: ReleaseGroup, first: date, day: date) -> bool:
+    return release.release_date is not None and first <= release.release_date <= day
+
+
+def _out_heading(first: date, day: date) -> str:
+    if first == day:
+        return f"Out on {_month_day(day, with_year=False)}"
+    span = _date_range([first, day], year=day.year)
+    return f"Out {span[0]}" if span else f"Out by {_month_day(day, with_year=False)}"
+
+
+def _out_span(first: date, day: date) -> str:
+    """``on Monday, November 23, 2026`` for a day, ``between ... and ...`` for a week."""
+    if first == day:
+        return f"on {long_date(day)}"
+    return f"between {long_date(first)} and {long_date(day)}"
 
 
 def _sender_view(sender: Sender) -> tuple[str, str | None]:
@@ -322,7 +342,11 @@ def render_digest(digest: Digest) -> RenderedDigest:
     """The email for ``digest``. Releases dated the digest's day are "out today"; the others
     came out earlier within the lookback and only now reached MusicBrainz, and the digest says
     so rather than claim they all came out that day."""
-    subject = digest_subject(digest.partition_date)
+    subject = (
+        weekly_digest_subject(digest.week_of)
+        if digest.week_of is not None
+        else digest_subject(digest.partition_date)
+    )
     sections, intro, preheader = _sections(digest)
     sender_name, postal_address = _sender_view(digest.sender)
     context = {
@@ -335,6 +359,11 @@ def render_digest(digest: Digest) -> RenderedDigest:
         "followed": "this artist" if len(digest.artists) == 1 else "these artists",
         # The preview line inboxes show after the subject.
         "preheader": preheader,
+        "cadence": (
+            "We write once a week, on weeks they release something."
+            if digest.week_of is not None
+            else "We write only on days they release something."
+        ),
         "unsubscribe_url": digest.unsubscribe_url,
         "feed_atom_url": digest.feed_atom_url,
         "feed_icalendar_url": digest.feed_icalendar_url,

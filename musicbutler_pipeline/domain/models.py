@@ -106,6 +106,14 @@ class Digest:
     # Per release group id, its listen links (``domain.listen.ordered``); a release group without
     # any keeps only its MusicBrainz link.
     listen_links: Mapping[str, tuple[ListenLink, ...]] = field(default_factory=dict)
+    # A weekly digest: the first day it covers (``partition_date`` - 6). None: a daily digest.
+    week_of: date | None = None
+
+    @property
+    def first_day(self) -> date:
+        """The first day whose releases count as new in this digest (the others came out
+        earlier and were announced late)."""
+        return self.week_of or self.partition_date
 
     @property
     def release_group_mbids(self) -> tuple[str, ...]:

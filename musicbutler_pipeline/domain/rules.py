@@ -130,3 +130,9 @@ def digest_subject(partition_date: date) -> str:
     """``New Music for November 23, 2026``: month name, day without a leading zero, year."""
     month = _MONTHS[partition_date.month - 1]
     return f"New Music for {month} {partition_date.day}, {partition_date.year}"
+
+
+def weekly_digest_subject(first_day: date) -> str:
+    """``New Music for the week of November 16, 2026``: the first day the weekly digest covers."""
+    month = _MONTHS[first_day.month - 1]
+    return f"New Music for the week of {month} {first_day.day}, {first_day.year}"

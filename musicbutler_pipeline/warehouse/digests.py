@@ -18,12 +18,14 @@ from musicbutler_pipeline.domain.models import (
     ReleaseGroup,
     Subscriber,
 )
+from musicbutler_pipeline.domain.preferences import Frequency, week_start
 from musicbutler_pipeline.warehouse.schema import (
     drops,
     release_group_artists,
     release_group_links,
     release_groups,
     source_pages,
+    subscriber_preferences,
     subscribers,
 )
 
@@ -58,6 +60,7 @@ def iter_digests(engine: Engine, day: date, *, batch_size: int = 500) -> Iterato
                     subscribers.c.email,
                     subscribers.c.name.label("subscriber_name"),
                     subscribers.c.unsubscribed_at,
+                    subscriber_preferences.c.frequency,
                     drops.c.artist_mbid.label("followed_mbid"),
                     drops.c.artist_name.label("followed_name"),
                     release_groups,
@@ -68,6 +71,10 @@ def iter_digests(engine: Engine, day: date, *, batch_size: int = 500) -> Iterato
                 )
                 .select_from(
                     drops.join(subscribers, subscribers.c.id == drops.c.subscriber_id)
+                    .outerjoin(
+                        subscriber_preferences,
+                        subscriber_preferences.c.subscriber_id == drops.c.subscriber_id,
+                    )
                     .join(release_groups, release_groups.c.mbid == drops.c.release_group_mbid)
                     .join(
                         release_group_artists,
@@ -177,4 +184,7 @@ def _digest_from_rows(
         listen_links={
             mbid: links[mbid] for mbid in {row.mbid for row in rows} if links and mbid in links
         },
+        # A weekly subscriber has drops only on their weekday, covering the week up to it
+        # (warehouse/drops.py::replace_drops).
+        week_of=week_start(day) if first.frequency == Frequency.WEEKLY else None,
     )

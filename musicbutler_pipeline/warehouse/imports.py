@@ -26,6 +26,12 @@ from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, bindparam, select, text, update
 
+from musicbutler_pipeline.domain.preferences import (
+    CSV_COLUMNS,
+    PreferenceChanges,
+    PreferenceError,
+    parse_csv_columns,
+)
 from musicbutler_pipeline.domain.rules import (
     InvalidInput,
     email_key,
@@ -33,7 +39,9 @@ from musicbutler_pipeline.domain.rules import (
     normalize_mbid,
 )
 from musicbutler_pipeline.warehouse.dialect import upsert_insert
+from musicbutler_pipeline.warehouse.preferences import apply_changes
 from musicbutler_pipeline.warehouse.schema import library_artists, subscribers
+from musicbutler_pipeline.warehouse.subscribers import subscribers_by_address
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +84,8 @@ class ImportReport:
     unchanged: int = 0
     # Rows that were the same subscriber as an earlier row of the file (subscribers import).
     merged: int = 0
+    # Subscribers whose preferences the optional columns changed (subscribers import).
+    preferences_changed: int = 0
     errors: list[RowError] = field(default_factory=list)
     # Not errors: what the import did that the file may not have meant (two spellings of one
     # address, say). Reported, and the exit code stays 0.
@@ -258,7 +268,8 @@ class _Subscriber:
 
 
 def import_subscribers(engine: Engine, path: Path) -> ImportReport:
-    """Upsert subscribers by address, case-insensitively (columns ``email,name,listenbrainz_user``).
+    """Upsert subscribers by address, case-insensitively (columns ``email,name,listenbrainz_user``,
+    and the optional preference columns ``domain.preferences.CSV_COLUMNS``).
 
     A new address is stored as first given; an existing subscriber keeps the spelling it has and
     gets the row's name and ListenBrainz user. Rows of one file with the same address in any case
@@ -268,7 +279,8 @@ def import_subscribers(engine: Engine, path: Path) -> ImportReport:
     columns = ("email", "name", "listenbrainz_user")
     report = ImportReport(path)
     valid: dict[str, _Subscriber] = {}
-    for line, row in _rows(path, ("email",), ("name", "listenbrainz_user")):
+    preference_changes: dict[str, PreferenceChanges] = {}
+    for line, row in _rows(path, ("email",), ("name", "listenbrainz_user", *CSV_COLUMNS)):
         report.rows += 1
         if isinstance(row, str):
             report.errors.append(RowError(line, row))
@@ -287,7 +299,14 @@ def import_subscribers(engine: Engine, path: Path) -> ImportReport:
                 RowError(line, f"listenbrainz_user: {lb_user!r} is not a user name")
             )
             continue
+        try:
+            changes = parse_csv_columns(row)
+        except PreferenceError as exc:
+            report.errors.append(RowError(line, str(exc)))
+            continue
         key = email_key(email)
+        if changes is not None:
+            preference_changes[key] = changes
         item = _Subscriber(line, email, key, row.get("name") or None, lb_user)
         if (first := valid.get(key)) is not None:
             report.merged += 1
@@ -378,6 +397,16 @@ def import_subscribers(engine: Engine, path: Path) -> ImportReport:
             report.inserted += inserted
             report.updated += len(changed)
             report.unchanged += len(chunk) - inserted - len(changed)
+        if preference_changes:
+            ids = {
+                key: subscriber.id
+                for key, subscriber in subscribers_by_address(
+                    connection, preference_changes
+                ).items()
+            }
+            report.preferences_changed = apply_changes(
+                connection, {ids[key]: change for key, change in preference_changes.items()}
+            )
     report.notes.sort(key=lambda note: note.line)
     _log(report, "subscribers")
     return report

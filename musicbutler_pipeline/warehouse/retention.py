@@ -14,13 +14,16 @@ way leaves nothing half done: the next one carries on.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 from sqlalchemy import ColumnElement, Engine, Table, delete, func, select, tuple_
 
 from musicbutler_pipeline.warehouse.dialect import refresh_statistics
-from musicbutler_pipeline.warehouse.schema import drops, source_pages
+from musicbutler_pipeline.warehouse.schema import drop_exclusions, drops, source_pages
+
+logger = logging.getLogger(__name__)
 
 # About 1 MB of drops a transaction: a batch commits in tens of milliseconds on either dialect.
 BATCH_ROWS = 10_000
@@ -46,8 +49,19 @@ def retention_start(today: date, keep_days: int) -> date:
 def prune_drops(
     engine: Engine, before: date, *, dry_run: bool = False, batch_rows: int = BATCH_ROWS
 ) -> Pruned:
-    """Delete the drops of partitions before ``before``."""
-    return _prune(engine, drops, drops.c.partition_date < before, before, dry_run, batch_rows)
+    """Delete the drops of partitions before ``before``, and their ``drop_exclusions`` (the
+    why-not of the same days, which grows as fast; not counted in the result)."""
+    pruned = _prune(engine, drops, drops.c.partition_date < before, before, dry_run, batch_rows)
+    exclusions = _prune(
+        engine,
+        drop_exclusions,
+        drop_exclusions.c.partition_date < before,
+        before,
+        dry_run,
+        batch_rows,
+    )
+    logger.info("drop_exclusions before %s: %d rows pruned", before, exclusions.rows)
+    return pruned
 
 
 def prune_source_pages(

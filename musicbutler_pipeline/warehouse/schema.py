@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine.default import DefaultExecutionContext
 
+from musicbutler_pipeline.domain.preferences import WEEKDAYS, Frequency, ReleaseType
 from musicbutler_pipeline.domain.rules import email_key
 from musicbutler_pipeline.domain.sends import SendPhase, SendState
 
@@ -314,4 +315,76 @@ feed_tokens = Table(
     ),
     Column("token", String(64), nullable=False, unique=True),
     Column("created_at", Timestamp, nullable=False),
+)
+
+# A subscriber's choices (domain.preferences.Preferences). No row means the defaults: every
+# release type, appearances on, daily. One boolean per release type, so user_drops filters with
+# plain column tests on both dialects.
+RELEASE_TYPE_COLUMNS = tuple(kind.value for kind in ReleaseType)
+FREQUENCIES = tuple(frequency.value for frequency in Frequency)
+subscriber_preferences = Table(
+    "subscriber_preferences",
+    metadata,
+    Column(
+        "subscriber_id",
+        ID,
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    *(
+        Column(name, Boolean, nullable=False, server_default=text("true"))
+        for name in RELEASE_TYPE_COLUMNS
+    ),
+    Column("appearances", Boolean, nullable=False, server_default=text("true")),
+    Column("frequency", String(8), nullable=False, server_default=Frequency.DAILY.value),
+    Column("weekday", String(9)),
+    Column("updated_at", Timestamp, nullable=False),
+    CheckConstraint(f"frequency IN {FREQUENCIES!r}", name="frequency"),
+    CheckConstraint(
+        f"(frequency = 'weekly' AND weekday IN {WEEKDAYS!r}) "
+        "OR (frequency = 'daily' AND weekday IS NULL)",
+        name="weekday",
+    ),
+)
+
+# Artists a subscriber never wants to hear about. Kept apart from library_artists, so library
+# re-imports and ListenBrainz syncs (which end and add follows) never touch it.
+blocked_artists = Table(
+    "blocked_artists",
+    metadata,
+    Column(
+        "subscriber_id",
+        ID,
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("artist_mbid", MBID, primary_key=True),
+    Column("blocked_at", Timestamp, nullable=False),
+)
+
+# Why a followed artist's release group was not a drop for a subscriber on a partition: one row
+# per (subscriber, release group, followed artist) left out, replaced with that day's drops.
+EXCLUSION_REASONS = (
+    "type_filtered",
+    "appearance",
+    "blocked",
+    "already_announced",
+    "weekly_pending",
+)
+drop_exclusions = Table(
+    "drop_exclusions",
+    metadata,
+    Column("partition_date", Date, primary_key=True),
+    Column(
+        "subscriber_id",
+        ID,
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("release_group_mbid", MBID, primary_key=True),
+    Column("artist_mbid", MBID, primary_key=True),
+    Column("reason", String(32), nullable=False),
+    CheckConstraint(f"reason IN {EXCLUSION_REASONS!r}", name="reason"),
+    Index("ix_drop_exclusions_subscriber_id", "subscriber_id"),
 )

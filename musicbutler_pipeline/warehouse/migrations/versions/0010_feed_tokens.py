@@ -1,7 +1,7 @@
 """feed_tokens: each subscriber's secret for their Atom and iCalendar feed URLs
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-01 21:30:00.000000
 
 One row per subscriber who has feeds, made on first use (a digest's footer or `musicbutler
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
