@@ -3,6 +3,7 @@ and the digest's "Manage preferences" link followed to it."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -234,3 +235,25 @@ def test_the_digest_links_a_preferences_page_that_works(sqlite_engine: Engine) -
         assert saved.status_code == 200
     chosen = read_preferences(sqlite_engine, ids["zoe@example.org"])
     assert chosen.release_types == frozenset({ReleaseType.ALBUM})
+
+
+def test_access_log_leaves_the_token_out(
+    sqlite_engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    zoe = add_subscriber(sqlite_engine, "zoe@example.org")
+    token = make_preferences_token(zoe, KEY)
+    with serving(create_app(sqlite_engine, KEY)) as web:
+        web.get(f"/preferences/{token}")
+        web.post(f"/preferences/{token}", data=_form(types=["album"]))
+        web.post(f"/preferences/{token}", data=_form(types=["nope"]))
+    # Only the server's own records count: the HTTP client logs the URLs it requests.
+    messages = [
+        record.getMessage()
+        for record in caplog.records
+        if record.name.startswith("musicbutler_pipeline")
+    ]
+    assert any("GET /preferences/… HTTP/1.1" in message for message in messages)
+    assert any("POST /preferences/… HTTP/1.1" in message for message in messages)
+    signature = token.partition(".")[2]
+    assert not any(signature in message for message in messages)
