@@ -257,3 +257,24 @@ def test_access_log_leaves_the_token_out(
     assert any("POST /preferences/… HTTP/1.1" in message for message in messages)
     signature = token.partition(".")[2]
     assert not any(signature in message for message in messages)
+
+
+def test_the_page_round_trips_on_each_dialect(engine: Engine) -> None:
+    zoe = add_subscriber(engine, "zoe@example.org")
+    follow(engine, zoe, "Björk")
+    björk = mbid("artist:Björk")
+    with serving(create_app(engine, KEY)) as web:
+        saved = web.post(
+            _url(zoe),
+            data=_form(types=["album", "remix"], frequency="weekly", weekday="friday", block=björk),
+        )
+        assert saved.status_code == 200
+        assert "Saved" in saved.text
+        page = web.get(_url(zoe)).text
+    assert f'name="unblock" value="{björk}"> Unblock <span dir="auto">Björk</span>' in page
+    assert read_preferences(engine, zoe) == Preferences(
+        release_types=frozenset({ReleaseType.ALBUM, ReleaseType.REMIX}),
+        frequency=Frequency.WEEKLY,
+        weekday="friday",
+        blocked_artists=frozenset({björk}),
+    )
