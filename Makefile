@@ -66,6 +66,7 @@ ui: $(INSTALLED)
 screenshots: $(INSTALLED)
 	@command -v chromium >/dev/null 2>&1 || { echo "needs Chromium: apt-get install -y chromium fonts-noto-cjk" >&2; exit 1; }
 	$(BIN)/python scripts/screenshot_digest.py --out docs/digest.png
+	$(BIN)/python scripts/screenshot_preferences.py --out docs/preferences.png
 	$(BIN)/python scripts/screenshot_dagster.py --out-dir docs --home .musicbutler
 
 benchmarks: $(INSTALLED)

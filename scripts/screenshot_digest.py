@@ -166,6 +166,7 @@ def sample_digest() -> Digest:
         ),
         unsubscribe_url=unsubscribe_url,
         unsubscribe_mailto=unsubscribe_mailto,
+        preferences_url=identity.preferences_url(subscriber.id),
         sender=identity.sender,
         listen_links={_mbid(title): links for title, links in LISTEN.items()},
     )

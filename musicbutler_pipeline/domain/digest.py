@@ -365,6 +365,7 @@ def render_digest(digest: Digest) -> RenderedDigest:
             else "We write only on days they release something."
         ),
         "unsubscribe_url": digest.unsubscribe_url,
+        "preferences_url": digest.preferences_url,
         "feed_atom_url": digest.feed_atom_url,
         "feed_icalendar_url": digest.feed_icalendar_url,
         "sender_name": sender_name,

@@ -95,6 +95,8 @@ class Digest:
     artists: tuple[DigestArtist, ...]
     unsubscribe_url: str = ""
     unsubscribe_mailto: str = ""
+    # The signed "Manage preferences" link (`musicbutler web`); none: no link.
+    preferences_url: str = ""
     # The subscriber's feeds of what was announced to them (`musicbutler web`); none: no links.
     feed_atom_url: str = ""
     feed_icalendar_url: str = ""

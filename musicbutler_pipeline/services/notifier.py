@@ -131,6 +131,7 @@ def _send_all(
                 unsubscribe_url=unsubscribe_url,
                 unsubscribe_mailto=unsubscribe_mailto,
                 sender=identity.sender,
+                preferences_url=identity.preferences_url(digest.subscriber.id),
                 **_feed_urls(identity.base_url, secrets_by_subscriber.get(digest.subscriber.id)),
             )
             identifier = message_id(digest.subscriber.id, day, identity.mail_from)

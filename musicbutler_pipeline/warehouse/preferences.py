@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import Connection, Engine, delete, func, select
 
 from musicbutler_pipeline.domain.preferences import (
     Frequency,
@@ -23,6 +23,8 @@ from musicbutler_pipeline.warehouse.dialect import PARAMETER_CHUNK, upsert_inser
 from musicbutler_pipeline.warehouse.schema import (
     RELEASE_TYPE_COLUMNS,
     blocked_artists,
+    library_artists,
+    release_group_artists,
     subscriber_preferences,
 )
 from musicbutler_pipeline.warehouse.subscribers import subscribers_by_address
@@ -176,6 +178,47 @@ def change_preferences(
         )
         save_preferences(connection, {subscriber_id: changed})
     return changed
+
+
+def read_preferences(engine: Engine, subscriber_id: int) -> Preferences:
+    """``preferences_of`` one subscriber, by id (the preferences page), in a short read."""
+    with engine.connect() as connection:
+        return preferences_of(connection, [subscriber_id])[subscriber_id]
+
+
+def change_preferences_by_id(
+    engine: Engine, subscriber_id: int, changes: PreferenceChanges, unblock: frozenset[str]
+) -> Preferences:
+    """``change_preferences`` for a subscriber known by id (the preferences page): the
+    changes and unblocks applied to what they have, read and stored in one transaction.
+    Raises ``PreferenceError`` (nothing stored) when the result is not valid."""
+    with engine.begin() as connection:
+        current = preferences_of(connection, [subscriber_id])[subscriber_id]
+        changed = changes.applied_to(current).with_changes(unblock=unblock)
+        save_preferences(connection, {subscriber_id: changed})
+    return changed
+
+
+def artist_names(engine: Engine, artist_mbids: Iterable[str]) -> dict[str, str]:
+    """A name for each of these artists that the warehouse knows one of (from libraries,
+    then from release credits); an artist it knows nothing about is left out."""
+    mbids = sorted(set(artist_mbids))
+    names: dict[str, str] = {}
+    with engine.connect() as connection:
+        for start in range(0, len(mbids), PARAMETER_CHUNK):
+            chunk = mbids[start : start + PARAMETER_CHUNK]
+            for table in (release_group_artists, library_artists):
+                # Library names last: what the subscriber imported wins over a credit's name.
+                names.update(
+                    connection.execute(
+                        select(table.c.artist_mbid, func.min(table.c.artist_name))
+                        .where(table.c.artist_mbid.in_(chunk))
+                        .group_by(table.c.artist_mbid)
+                    )
+                    .tuples()
+                    .all()
+                )
+    return names
 
 
 def apply_changes(connection: Connection, changes: Mapping[int, PreferenceChanges]) -> int:

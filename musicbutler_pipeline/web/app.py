@@ -12,6 +12,13 @@ Routes:
   subscriber whose feed secret this is, in the last ``FEED_DAYS`` days (``domain.feeds``). An
   unknown or rotated secret, or an unsubscribed person, gets 404. ETag and Last-Modified, so
   feed readers and calendars polling every few minutes get 304 Not Modified.
+* ``GET /preferences/<token>`` shows the subscriber's preferences as a form (release types,
+  appearances, daily or weekly, blocked artists); ``POST /preferences/<token>`` (the form,
+  urlencoded) validates every field with ``domain.preferences`` and saves them. A bad value
+  re-shows the form with a one-line error naming the field (400) and saves nothing. The token
+  is a preferences token (``mail.tokens``): an unsubscribe token is refused like a forged one.
+  An unsubscribed person gets 404 with a page saying so: they get no digests, so there is
+  nothing to tune, and their feeds answer 404 too.
 * ``GET /healthz`` answers ``ok`` for load balancers.
 
 A forged or malformed unsubscribe token gets 400 and changes nothing. Tokens and feed secrets
@@ -28,7 +35,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
+from urllib.parse import parse_qs
 
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
@@ -40,9 +49,21 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from musicbutler_pipeline.domain import preferences as prefs
 from musicbutler_pipeline.domain.feeds import FEED_DAYS, FEED_PATH, render_atom, render_icalendar
-from musicbutler_pipeline.mail.tokens import UNSUBSCRIBE_PATH, InvalidToken, read_token
+from musicbutler_pipeline.mail.tokens import (
+    PREFERENCES_PATH,
+    UNSUBSCRIBE_PATH,
+    InvalidToken,
+    read_preferences_token,
+    read_token,
+)
 from musicbutler_pipeline.warehouse.feeds import read_feed
+from musicbutler_pipeline.warehouse.preferences import (
+    artist_names,
+    change_preferences_by_id,
+    read_preferences,
+)
 from musicbutler_pipeline.warehouse.subscribers import find_subscriber_by_id, unsubscribe_by_id
 
 logger = logging.getLogger(__name__)
@@ -138,6 +159,63 @@ _NOT_VALID = (
 )
 
 
+_NOT_VALID_PREFERENCES = (
+    "<p>The preferences link is damaged or incomplete. Copy the whole link from the bottom of "
+    "one of our emails.</p>"
+)
+_FORM_TYPE = "application/x-www-form-urlencoded"
+# The form has a dozen fields; a body with far more is not the form.
+_MAX_FORM_FIELDS = 200
+_TYPE_LABELS = {
+    prefs.ReleaseType.ALBUM: "Albums",
+    prefs.ReleaseType.SINGLE: "Singles",
+    prefs.ReleaseType.EP: "EPs",
+    prefs.ReleaseType.COMPILATION: "Compilations",
+    prefs.ReleaseType.LIVE: "Live",
+    prefs.ReleaseType.REMIX: "Remixes",
+    prefs.ReleaseType.OTHER: "Other",
+}
+
+
+def _templates() -> Environment:
+    return Environment(
+        loader=PackageLoader("musicbutler_pipeline.web", "templates"),
+        # Artist names come from MusicBrainz and libraries: never trusted as markup.
+        autoescape=select_autoescape(default=True),
+        undefined=StrictUndefined,
+    )
+
+
+def _changes_from_form(
+    form: dict[str, list[str]],
+) -> tuple[prefs.PreferenceChanges, frozenset[str]]:
+    """The preferences form -> (changes, artists to unblock). The form always carries every
+    field, so a missing one is as wrong as a bad one. Raises ``PreferenceError`` naming the
+    field."""
+
+    def one(name: str) -> str:
+        values = form.get(name, [])
+        if len(values) > 1:
+            raise prefs.PreferenceError(f"{name}: give one value, not {len(values)}")
+        return values[0] if values else ""
+
+    release_types = prefs.parse_release_types(",".join(form.get("types", [])))
+    appearances = prefs.parse_on_off(one("appearances"))
+    frequency = prefs.parse_frequency(one("frequency"))
+    # The weekday menu is always sent; it only counts for a weekly digest.
+    weekday = prefs.parse_weekday(one("weekday")) if frequency is prefs.Frequency.WEEKLY else None
+    block = prefs.parse_artist_mbids(one("block"))
+    unblock = frozenset(prefs.parse_artist_mbid(value) for value in form.get("unblock", []))
+    changes = prefs.PreferenceChanges(
+        release_types=release_types,
+        appearances=appearances,
+        frequency=frequency,
+        weekday=weekday,
+        block=block - unblock,
+    )
+    return changes, unblock
+
+
 class WebApp:
     """Route handlers over the warehouse ``engine``; each request uses its own short
     transaction, in a worker thread (SQLAlchemy is synchronous)."""
@@ -149,6 +227,7 @@ class WebApp:
         self._key = secret_key
         self._base_url = base_url
         self._clock = clock
+        self._templates = _templates()
 
     async def healthz(self, _request: Request) -> Response:
         return PlainTextResponse("ok\n")
@@ -193,6 +272,80 @@ class WebApp:
             '<button type="submit">Unsubscribe</button>'
             "</form>",
         )
+
+    async def preferences(self, request: Request) -> Response:
+        try:
+            subscriber_id = read_preferences_token(request.path_params.get("token", ""), self._key)
+        except InvalidToken as exc:
+            logger.info("preferences: %s refused: %s", request.method, exc)
+            return page(400, "This link is not valid", _NOT_VALID_PREFERENCES)
+        # Also finds the subscriber a link's id was merged into (same mailbox).
+        row = await run_in_threadpool(find_subscriber_by_id, self.engine, subscriber_id)
+        if row is None or row.unsubscribed_at is not None:
+            return page(
+                404,
+                "You are unsubscribed",
+                "<p>This address gets no emails from MusicButler, so there is nothing to "
+                "choose here.</p>",
+            )
+        if request.method == "GET":
+            current = await run_in_threadpool(read_preferences, self.engine, row.id)
+            return await self._preferences_page(200, row.email, current)
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != _FORM_TYPE:
+            await request.body()
+            return page(415, "Send the form", "<p>Use the Save button on the page.</p>")
+        body = (await request.body()).decode("utf-8", errors="replace")
+        try:
+            form = parse_qs(body, keep_blank_values=True, max_num_fields=_MAX_FORM_FIELDS)
+            changes, unblock = _changes_from_form(form)
+            chosen = await run_in_threadpool(
+                change_preferences_by_id, self.engine, row.id, changes, unblock
+            )
+        except (prefs.PreferenceError, ValueError) as exc:
+            # parse_qs raises ValueError past max_num_fields; PreferenceError is one.
+            message = str(exc) if isinstance(exc, prefs.PreferenceError) else "too many fields"
+            logger.info("preferences: subscriber %d: refused: %s", row.id, message)
+            current = await run_in_threadpool(read_preferences, self.engine, row.id)
+            return await self._preferences_page(400, row.email, current, error=message)
+        logger.info("preferences: subscriber %d saved", row.id)
+        return await self._preferences_page(200, row.email, chosen, saved=True)
+
+    async def _preferences_page(
+        self,
+        status: int,
+        email: str,
+        chosen: prefs.Preferences,
+        *,
+        saved: bool = False,
+        error: str | None = None,
+    ) -> Response:
+        names = await run_in_threadpool(artist_names, self.engine, chosen.blocked_artists)
+        blocked = sorted(
+            (
+                {"mbid": mbid, "name": names.get(mbid, "Unknown artist")}
+                for mbid in chosen.blocked_artists
+            ),
+            key=lambda artist: (artist["name"].casefold(), artist["mbid"]),
+        )
+        body = self._templates.get_template("preferences.html").render(
+            address=_masked(email),
+            saved=saved,
+            error=error,
+            release_types=[
+                {
+                    "value": kind.value,
+                    "label": _TYPE_LABELS[kind],
+                    "checked": kind in chosen.release_types,
+                }
+                for kind in prefs.ReleaseType
+            ],
+            appearances=chosen.appearances,
+            weekly=chosen.frequency is prefs.Frequency.WEEKLY,
+            weekday=chosen.weekday or "",
+            weekdays=prefs.WEEKDAYS,
+            blocked=blocked,
+        )
+        return HTMLResponse(body, status_code=status)
 
     async def feed(self, request: Request) -> Response:
         secret, kind = request.path_params["secret"], request.path_params["kind"]
@@ -296,6 +449,8 @@ def create_app(
         # The bare prefix too: an empty token is a damaged link (400), not a missing page.
         Route(UNSUBSCRIBE_PATH, handlers.unsubscribe, methods=["GET", "POST"]),
         Route(f"{UNSUBSCRIBE_PATH}{{token}}", handlers.unsubscribe, methods=["GET", "POST"]),
+        Route(PREFERENCES_PATH, handlers.preferences, methods=["GET", "POST"]),
+        Route(f"{PREFERENCES_PATH}{{token}}", handlers.preferences, methods=["GET", "POST"]),
         Route(f"{FEED_PATH}{{secret}}.{{kind}}", handlers.feed, methods=["GET"]),
         *(extra_routes or []),
     ]

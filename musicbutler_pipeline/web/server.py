@@ -35,7 +35,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import Server
 
 from musicbutler_pipeline.domain.feeds import FEED_PATH
-from musicbutler_pipeline.mail.tokens import UNSUBSCRIBE_PATH
+from musicbutler_pipeline.mail.tokens import PREFERENCES_PATH, UNSUBSCRIBE_PATH
 from musicbutler_pipeline.settings import Settings, display_url, secret_key
 from musicbutler_pipeline.warehouse.engine import make_engine
 from musicbutler_pipeline.web.app import create_app
@@ -95,7 +95,7 @@ def connection_limit_for_descriptors(wanted: int, threads: int) -> int:
 
 
 def _logged_path(path: str) -> str:
-    for secret_prefix in (UNSUBSCRIBE_PATH, FEED_PATH):
+    for secret_prefix in (UNSUBSCRIBE_PATH, PREFERENCES_PATH, FEED_PATH):
         if path.startswith(secret_prefix):
             return f"{secret_prefix}…"
     return path
