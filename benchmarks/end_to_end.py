@@ -106,8 +106,9 @@ child = subprocess.Popen(sys.argv[2:])
 _, status, usage = os.wait4(child.pid, 0)
 seconds = time.perf_counter() - start
 child.returncode = code = os.waitstatus_to_exitcode(status)
+figures = {"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime, "returncode": code}
 with open(sys.argv[1], "w") as out:
-    json.dump({"seconds": seconds, "maxrss_kib": usage.ru_maxrss, "returncode": code}, out)
+    json.dump({**figures, "maxrss_kib": usage.ru_maxrss}, out)
 sys.exit(code if code >= 0 else 128 - code)
 """
 
@@ -373,6 +374,7 @@ class SinkProcess:
 @dataclass(frozen=True)
 class Measured:
     seconds: float
+    cpu_seconds: float  # user + system: less at the mercy of the machine's load than wall time
     peak_rss_mib: float
     returncode: int
     stdout: str
@@ -397,6 +399,7 @@ def measure(argv: Sequence[str], env: dict[str, str], workdir: Path) -> Measured
         raise BenchmarkFailure(f"{shlex.join(argv)}: not measured: {completed.stderr.strip()}")
     return Measured(
         seconds=measured["seconds"],
+        cpu_seconds=measured["cpu"],
         peak_rss_mib=measured["maxrss_kib"] / 1024,
         returncode=measured["returncode"],
         stdout=completed.stdout,
@@ -474,14 +477,23 @@ def smtp_floor(port: int, count: int, day: date) -> float:
 
 @dataclass
 class Step:
+    """A command's figures (``items`` rows imported or emails sent) beside its floor's."""
+
     name: str
-    seconds: float
-    peak_rss_mib: float
-    items: int  # rows imported or emails sent
+    command: Measured
+    items: int
     unit: str
     floor_name: str = ""
     floor_seconds: float | None = None
     floor_items: int = 0
+
+    @property
+    def seconds(self) -> float:
+        return self.command.seconds
+
+    @property
+    def scales_with_n(self) -> bool:
+        return bool(self.unit)
 
 
 @dataclass
@@ -599,7 +611,12 @@ def run_level(
         def timed(what: str, argv: list[str], *, expect: int = 0) -> Measured:
             log.info("N=%s: %s", f"{subscribers:,}", shlex.join(argv[1:]))
             measured = _checked(what, measure(argv, env, folder), expect=expect)
-            log.info("  %.2f s, peak RSS %.0f MiB", measured.seconds, measured.peak_rss_mib)
+            log.info(
+                "  %.2f s (CPU %.2f s), peak RSS %.0f MiB",
+                measured.seconds,
+                measured.cpu_seconds,
+                measured.peak_rss_mib,
+            )
             return measured
 
         start = timed("musicbutler --help", [mb, "--help"]) if process_start else None
@@ -648,8 +665,7 @@ def run_level(
     result.steps = [
         Step(
             "subscribers import",
-            people.seconds,
-            people.peak_rss_mib,
+            people,
             subscribers,
             "rows",
             "COPY of the same CSV",
@@ -658,8 +674,7 @@ def run_level(
         ),
         Step(
             "library import",
-            library.seconds,
-            library.peak_rss_mib,
+            library,
             world.library_rows,
             "rows",
             "COPY of the same CSV",
@@ -668,8 +683,7 @@ def run_level(
         ),
         Step(
             "run",
-            run.seconds,
-            run.peak_rss_mib,
+            run,
             result.emails_at_sink,
             "emails",
             "bare smtplib, one connection",
@@ -678,20 +692,17 @@ def run_level(
         ),
         Step(
             "rerun (sends nothing)",
-            rerun.seconds,
-            rerun.peak_rss_mib,
+            rerun,
             result.rerun_emails_at_sink,
             "emails",
             "the day's drops join (SQL)",
             join_seconds,
             join_drops,
         ),
-        Step("db upgrade", upgrade.seconds, upgrade.peak_rss_mib, 0, ""),
+        Step("db upgrade", upgrade, 0, ""),
     ]
     if start is not None:
-        result.steps.append(
-            Step("process start (--help)", start.seconds, start.peak_rss_mib, 0, "")
-        )
+        result.steps.append(Step("process start (--help)", start, 0, ""))
     problems = []
     if set(received) != world.owed:
         missing, extra = len(world.owed - set(received)), len(set(received) - world.owed)
@@ -784,15 +795,16 @@ def level_table(result: LevelResult) -> list[str]:
         f"At the sink: {result.emails_at_sink:,} emails, at most {result.most_to_one_recipient} "
         f"to one recipient; the rerun: {result.rerun_emails_at_sink}.",
         "",
-        "| command | time | rate | peak RSS | floor | floor time | floor rate | ratio |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| command | time | CPU | rate | peak RSS | floor | floor time | floor rate | ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for step in result.steps:
         items = f" ({step.items:,} {step.unit})" if step.unit else ""
         floor_items = f" ({step.floor_items:,})" if step.floor_name and step.floor_items else ""
         lines.append(
-            f"| {step.name}{items} | {_seconds(step.seconds)} | {_rate(step.items, step.seconds)} "
-            f"| {step.peak_rss_mib:.0f} MiB | {step.floor_name}{floor_items} "
+            f"| {step.name}{items} | {_seconds(step.seconds)} "
+            f"| {_seconds(step.command.cpu_seconds)} | {_rate(step.items, step.seconds)} "
+            f"| {step.command.peak_rss_mib:.0f} MiB | {step.floor_name}{floor_items} "
             f"| {_seconds(step.floor_seconds)} | {_rate(step.floor_items, step.floor_seconds)} "
             f"| {_ratio(step)} |"
         )
@@ -811,15 +823,18 @@ def growth_table(results: Sequence[LevelResult]) -> list[str]:
         f"| figure | {header} |",
         "| --- |" + " --- |" * len(pairs),
     ]
-    for name in [step.name for step in results[0].steps]:
-        cells, floor_cells = [], []
+    for name in [step.name for step in results[0].steps if step.scales_with_n]:
+        cells, cpu_cells, floor_cells = [], [], []
         for a, b in pairs:
             sa, sb = a.step(name), b.step(name)
             scale = math.log(b.subscribers / a.subscribers)
             cells.append(f"{math.log(sb.seconds / sa.seconds) / scale:.2f}")
+            cpu = sb.command.cpu_seconds / sa.command.cpu_seconds
+            cpu_cells.append(f"{math.log(cpu) / scale:.2f}")
             if sa.floor_seconds and sb.floor_seconds:
                 floor_cells.append(f"{math.log(sb.floor_seconds / sa.floor_seconds) / scale:.2f}")
         lines.append(f"| {name} | {' | '.join(cells)} |")
+        lines.append(f"| {name}, CPU time | {' | '.join(cpu_cells)} |")
         if len(floor_cells) == len(pairs):
             floor_name = results[0].step(name).floor_name
             lines.append(f"| floor: {floor_name} | {' | '.join(floor_cells)} |")
@@ -853,7 +868,9 @@ def render_results(
         lines.extend(level_table(result))
     lines.extend(growth_table(results))
     lines.append(
-        "Peak RSS is that of each command's process (`wait4`); the invariants checked at every "
+        "Time is wall-clock; CPU is the process's user + system time, which a loaded machine "
+        "inflates less. Peak RSS is that of each command's process (`wait4`); the invariants "
+        "checked at every "
         "level: one email per owed subscriber at the sink, nobody twice, the rerun sends nothing, "
         "the warehouse's join finds the drops the generated world implies."
     )

@@ -44,7 +44,7 @@ def test_tiny_level_sends_each_owed_email_once_and_the_rerun_nothing(
         "rerun (sends nothing)",
         "db upgrade",
     ]
-    assert all(step.seconds > 0 and step.peak_rss_mib > 0 for step in result.steps)
+    assert all(step.command.cpu_seconds > 0 < step.command.peak_rss_mib for step in result.steps)
 
     results = tmp_path / "RESULTS.md"
     results.write_text(render_results(machine(postgres_server), [result], "make bench"))
