@@ -915,7 +915,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = shlex.join(
         ["python", "-m", "benchmarks.end_to_end", *(sys.argv[1:] if argv is None else argv)]
     )
-    machine_rows = machine(args.postgres_url)
+    try:
+        machine_rows = machine(args.postgres_url)
+    except psycopg2.OperationalError as exc:
+        shown = make_url(args.postgres_url).render_as_string(hide_password=True)
+        first_line = str(exc).strip().splitlines()[0]
+        log.error("--postgres-url: no PostgreSQL server answers at %s: %s", shown, first_line)
+        return 2
     results = []
     with tempfile.TemporaryDirectory(prefix="musicbutler-bench-") as workdir:
         try:
