@@ -868,9 +868,9 @@ def render_results(
         lines.extend(level_table(result))
     lines.extend(growth_table(results))
     lines.append(
-        "Time is wall-clock; CPU is the process's user + system time, which a loaded machine "
-        "inflates less. Peak RSS is that of each command's process (`wait4`); the invariants "
-        "checked at every "
+        "Time is wall-clock; CPU is the command's own user + system time (not PostgreSQL's, "
+        "nor the sink's), which a loaded machine inflates less. Peak RSS is that of each "
+        "command's process (`wait4`); the invariants checked at every "
         "level: one email per owed subscriber at the sink, nobody twice, the rerun sends nothing, "
         "the warehouse's join finds the drops the generated world implies."
     )
