@@ -45,7 +45,6 @@ import itertools
 import json
 import logging
 import math
-import multiprocessing
 import os
 import platform
 import random
@@ -63,7 +62,6 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -312,9 +310,12 @@ def _bad_library_row(kind: int, email: str) -> tuple[str, str, str]:
 # --- The SMTP sink, in a process of its own -----------------------------------------------------
 
 
-def _sink(pipe: Connection) -> None:
-    """Accept every message, count each envelope recipient; ``take`` returns and resets the
-    counts, ``stop`` ends."""
+def serve_sink() -> None:
+    """The SMTP sink process: accept every message and count each envelope recipient.
+
+    Prints its port on the first line of stdout; then each ``take`` line on stdin is answered
+    with one line of JSON, the counts since the last ``take``; ``stop`` or the end of stdin ends.
+    """
     from aiosmtpd.controller import Controller
 
     counts: Counter[str] = Counter()
@@ -334,38 +335,59 @@ def _sink(pipe: Connection) -> None:
 
     controller = LoopbackController(Counting(), hostname="127.0.0.1", port=0)
     controller.start()
-    pipe.send(controller.port)
-    while (command := pipe.recv()) != "stop":
-        if command == "take":
-            with lock:
-                pipe.send(dict(counts))
-                counts.clear()
-    controller.stop()
+    try:
+        print(controller.port, flush=True)  # stdout is the protocol with the benchmark
+        for line in sys.stdin:
+            if line.strip() == "stop":
+                break
+            if line.strip() == "take":
+                with lock:
+                    taken = dict(counts)
+                    counts.clear()
+                print(json.dumps(taken), flush=True)
+    finally:
+        controller.stop()
 
 
 class SinkProcess:
+    """``serve_sink`` in a process of its own (a plain subprocess: it neither shares the
+    benchmark's GIL nor leaves a multiprocessing helper process behind)."""
+
     def __enter__(self) -> SinkProcess:
-        context = multiprocessing.get_context("spawn")
-        self._pipe, child = context.Pipe()
-        self._process = context.Process(target=_sink, args=(child,), daemon=True)
-        self._process.start()
-        if not self._pipe.poll(60):
-            raise BenchmarkFailure("the SMTP sink did not start within 60 s")
-        self.port: int = self._pipe.recv()
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", "from benchmarks.end_to_end import serve_sink; serve_sink()"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        first = self._process.stdout.readline().strip()
+        if not first.isdigit():
+            self.__exit__()
+            raise BenchmarkFailure(f"the SMTP sink did not start (it said {first!r})")
+        self.port = int(first)
         return self
 
     def take(self) -> Counter[str]:
         """Recipients counted since the last ``take``."""
-        self._pipe.send("take")
-        return Counter(self._pipe.recv())
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write("take\n")
+        self._process.stdin.flush()
+        return Counter(json.loads(self._process.stdout.readline()))
 
     def __exit__(self, *_exc: object) -> None:
-        with contextlib.suppress(OSError):
-            self._pipe.send("stop")
-        self._process.join(timeout=10)
-        if self._process.is_alive():
+        with contextlib.suppress(OSError, ValueError):
+            assert self._process.stdin is not None
+            self._process.stdin.write("stop\n")
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
             self._process.kill()
-            self._process.join()
+            self._process.wait()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
 
 
 # --- Commands and floors ------------------------------------------------------------------------
