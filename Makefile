@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install lock demo test drills lint format ui benchmarks screenshots clean
+.PHONY: install lock demo test drills lint format ui benchmarks bench screenshots clean
 
 # constraints.txt pins every package to the version CI tested; `make lock` refreshes it.
 $(INSTALLED): pyproject.toml constraints.txt
@@ -73,6 +73,13 @@ benchmarks: $(INSTALLED)
 	@for script in benchmarks/*.py; do \
 	  name=$$(basename $$script .py); echo "== $$script"; $(BIN)/python -m benchmarks.$$name || exit 1; \
 	done
+
+# The end-to-end benchmark through the user-facing commands (PostgreSQL, an SMTP sink on loopback),
+# each figure beside its floor, written to benchmarks/RESULTS.md. About 10 minutes on 2 busy
+# cores; BENCH_LEVELS="1000 10000 100000" adds 100,000 subscribers (about half an hour more).
+BENCH_LEVELS ?= 1000 10000
+bench: $(INSTALLED)
+	$(BIN)/python -m benchmarks.end_to_end --subscribers $(BENCH_LEVELS) --results benchmarks/RESULTS.md
 
 clean:
 	rm -rf .musicbutler .pytest_cache .ruff_cache
