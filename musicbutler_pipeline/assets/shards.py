@@ -8,7 +8,7 @@ Same asset key, partitions, checks and metadata as the one-step asset; ``collect
 produces the partition's one materialization with the shards' counts summed (or, on a re-run that
 sent nothing new, an observation, as the one-step asset does). Each shard takes its own send lock
 (day, shard): the day's shards run in parallel, two senders of one shard do not. The ledger, not
-the executor, keeps every subscriber to one email: Celery ignores Dagster's concurrency pools.
+the executor, keeps every subscriber to one email: pools are not relied on (docs/scaling.md).
 """
 
 from collections.abc import Iterator
@@ -33,7 +33,6 @@ from dagster import (
 from musicbutler_pipeline.assets.drops import user_drops
 from musicbutler_pipeline.assets.metadata import column_schema
 from musicbutler_pipeline.assets.notifications import (
-    NOTIFICATION_POOL,
     Notified,
     conclude_day,
     drop_notifications,
@@ -91,7 +90,8 @@ def plan_send_shards(
         "Sends one shard's digests under the (day, shard) send lock; the ledger keeps every "
         "subscriber to one email across shards, workers and re-runs."
     ),
-    pool=NOTIFICATION_POOL,
+    # No pool: the day's shards are meant to run at once, and the (day, shard) send lock keeps
+    # two senders off one shard whatever the executor does with pools (docs/scaling.md).
     tags={"musicbutler/side-effect": "email"},
 )
 def send_shard(
