@@ -31,6 +31,7 @@ from dagster import (
 )
 
 from musicbutler_pipeline.assets.drops import user_drops
+from musicbutler_pipeline.assets.links import listen_links
 from musicbutler_pipeline.assets.metadata import column_schema
 from musicbutler_pipeline.assets.notifications import (
     Notified,
@@ -64,7 +65,7 @@ def _day(context: OpExecutionContext) -> date:
         "Refuses a day older than MUSICBUTLER_MAX_SEND_AGE_DAYS (unless the run allows it), then "
         "yields one shard per MUSICBUTLER_SEND_SHARDS (subscriber id modulo the count)."
     ),
-    ins={"user_drops": In(Nothing)},
+    ins={"user_drops": In(Nothing), "listen_links": In(Nothing)},
     out=DynamicOut(Shard),
 )
 def plan_send_shards(
@@ -156,7 +157,11 @@ _spec = drop_notifications.specs_by_key[drop_notifications.key]
     name="drop_notifications",
     partitions_def=daily_partitions,
     group_name="musicbutler",
-    ins={"user_drops": AssetIn(key=user_drops.key, dagster_type=Nothing)},
+    # The one-step asset's deps, as inputs that load nothing (tests/assets/test_send_shards.py).
+    ins={
+        "user_drops": AssetIn(key=user_drops.key, dagster_type=Nothing),
+        "listen_links": AssetIn(key=listen_links.key, dagster_type=Nothing),
+    },
     outs={
         "drop_notifications": AssetOut(
             key=drop_notifications.key,
@@ -170,6 +175,7 @@ _spec = drop_notifications.specs_by_key[drop_notifications.key]
         )
     },
 )
-def sharded_drop_notifications(user_drops):  # noqa: ANN001, ANN201 (a graph's wiring)
-    reports = plan_send_shards(user_drops).map(send_shard).collect()
+def sharded_drop_notifications(user_drops, listen_links):  # noqa: ANN001, ANN201 (a graph's wiring)
+    shards = plan_send_shards(user_drops=user_drops, listen_links=listen_links)
+    reports = shards.map(send_shard).collect()
     return {"drop_notifications": collect_send_shards(reports)}

@@ -114,6 +114,18 @@ def test_three_shards_send_each_owed_email_once_and_sum_into_one_materialization
         assert (observed["sent"], observed["skipped_already_sent"]) == (0, 38)
 
 
+def test_the_graph_has_the_one_step_assets_key_deps_and_description() -> None:
+    [one_step] = drop_notifications.specs
+    [sharded] = sharded_drop_notifications.specs
+    assert sharded.key == one_step.key
+    assert {dep.asset_key for dep in sharded.deps} == {dep.asset_key for dep in one_step.deps}
+    assert (sharded.description, sharded.code_version) == (
+        one_step.description,
+        one_step.code_version,
+    )
+    assert sharded.partitions_def == one_step.partitions_def
+
+
 def test_merge_reports_sums_counts_and_names_locked_shards() -> None:
     day = date(2026, 11, 23)
     a = NotifyReport(day, sent=2, already_sent=1, failures=[("a@x", "boom")])
