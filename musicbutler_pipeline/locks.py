@@ -25,6 +25,7 @@ import filelock
 import psycopg2
 from sqlalchemy.engine import URL, make_url
 
+from musicbutler_pipeline.domain.shards import Shard
 from musicbutler_pipeline.warehouse.dialect import advisory_key
 
 logger = logging.getLogger(__name__)
@@ -221,9 +222,13 @@ def warehouse_lock(warehouse_url: str, name: str) -> ExclusiveLock:
     return FileLock(database.with_name(f"{database.name}.{safe}.lock"), name)
 
 
-def send_lock(warehouse_url: str, day: object) -> ExclusiveLock:
-    """Held by whoever is sending day ``day``'s digests right now."""
-    return warehouse_lock(warehouse_url, f"send-{day}")
+def send_lock(warehouse_url: str, day: object, shard: Shard | None = None) -> ExclusiveLock:
+    """Held by whoever is sending day ``day``'s digests right now; with a ``shard`` of a
+    sharded day, by whoever sends that shard (the day's shards run in parallel, two senders of
+    one shard do not). The whole day (one shard) keeps the day's lock name."""
+    if shard is None or shard.is_whole_day:
+        return warehouse_lock(warehouse_url, f"send-{day}")
+    return warehouse_lock(warehouse_url, f"send-{day}-shard-{shard.key}")
 
 
 SCHEDULER_LOCK_NAME = "musicbutler:scheduler-daemon"

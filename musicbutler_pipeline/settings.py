@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from musicbutler_pipeline.domain.sends import OWED_WINDOW
+from musicbutler_pipeline.domain.shards import MAX_SEND_SHARDS
 from musicbutler_pipeline.mail.url import parse_mail_url
 
 MAIL_SCHEMES = ("smtp", "smtps", "file", "console")
@@ -79,6 +80,8 @@ class Settings:
     # (warehouse/retention.py). Sends and announcements are never pruned.
     keep_drops_days: int = 90
     keep_source_pages_days: int = 30
+    # How the day's digests are sent: by how many shards, on which executor (executor.py).
+    execution: ExecutionSettings = field(default_factory=lambda: ExecutionSettings())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -129,7 +132,9 @@ class Settings:
         keep_source_pages_days = _whole_number(
             "MUSICBUTLER_KEEP_SOURCE_PAGES_DAYS", get("MUSICBUTLER_KEEP_SOURCE_PAGES_DAYS"), 30, 0
         )
+        execution = ExecutionSettings.from_env(env)
         return cls(
+            execution=execution,
             home=home,
             warehouse_url=warehouse_url,
             mail_url=mail_url,
@@ -152,6 +157,58 @@ class Settings:
 
     def ensure_home(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+
+
+EXECUTORS = ("multiprocess", "in_process", "celery")
+BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "redis", "rediss")
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    """``MUSICBUTLER_SEND_SHARDS``, ``MUSICBUTLER_EXECUTOR`` and the Celery broker: how the day's
+    digests are spread over processes and machines. Read when definitions load (the job's
+    executor and the notification asset's shape are part of the definitions), and validated
+    again at run start with the other settings, so a malformed one stops the run with its line.
+    """
+
+    send_shards: int = 1
+    executor: str = "multiprocess"
+    celery_broker: str | None = field(default=None, repr=False)  # may carry a password
+    celery_backend: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ExecutionSettings:
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        send_shards = _whole_number(
+            "MUSICBUTLER_SEND_SHARDS", get("MUSICBUTLER_SEND_SHARDS"), 1, 1, MAX_SEND_SHARDS
+        )
+        executor = (get("MUSICBUTLER_EXECUTOR") or "multiprocess").lower().replace("-", "_")
+        if executor not in EXECUTORS:
+            raise SettingsError(
+                "MUSICBUTLER_EXECUTOR", f"{executor!r} is not one of {', '.join(EXECUTORS)}"
+            )
+        broker = get("MUSICBUTLER_CELERY_BROKER")
+        backend = get("MUSICBUTLER_CELERY_BACKEND")
+        if executor == "celery" and broker is None:
+            raise SettingsError(
+                "MUSICBUTLER_CELERY_BROKER",
+                "MUSICBUTLER_EXECUTOR=celery needs a broker URL (amqp://... or redis://...)",
+            )
+        if broker is not None:
+            _check_url("MUSICBUTLER_CELERY_BROKER", broker, BROKER_SCHEMES)
+        if backend is not None:
+            _check_url("MUSICBUTLER_CELERY_BACKEND", backend, (*BROKER_SCHEMES, "rpc"))
+        return cls(
+            send_shards=send_shards,
+            executor=executor,
+            celery_broker=broker,
+            celery_backend=backend,
+        )
 
 
 def smtp_password(env: Mapping[str, str] | None = None) -> str | None:

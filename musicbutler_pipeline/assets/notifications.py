@@ -5,11 +5,14 @@ from dagster import (
     AssetCheckEvaluation,
     AssetCheckKey,
     AssetExecutionContext,
+    AssetKey,
     AssetObservation,
     AssetRecordsFilter,
     Failure,
     MaterializeResult,
     MetadataValue,
+    OpExecutionContext,
+    Output,
     asset,
 )
 
@@ -36,6 +39,9 @@ NOTIFICATION_POOL = "musicbutler_notifications"
 # A run tag (`musicbutler run --allow-old` sets it) that lets the operator send a day older than
 # MUSICBUTLER_MAX_SEND_AGE_DAYS: a backfill of old days sends nothing unless asked to.
 ALLOW_OLD_SEND_TAG = "musicbutler/allow-old-send"
+NOTIFICATIONS_KEY = AssetKey("drop_notifications")
+# What the asset (or the sharded graph's last op) yields.
+Notified = MaterializeResult | Output[None] | AssetObservation | AssetCheckEvaluation
 
 
 @asset(
@@ -62,14 +68,14 @@ ALLOW_OLD_SEND_TAG = "musicbutler/allow-old-send"
 )
 def drop_notifications(
     context: AssetExecutionContext, warehouse: WarehouseResource, mailer: MailerResource
-) -> Iterator[MaterializeResult | AssetObservation | AssetCheckEvaluation]:
+) -> Iterator[Notified]:
     day = context.partition_time_window.start.date()
     max_send_age_days = mailer.environment().max_send_age_days
-    refusal = _stale_day_refusal(context, day, max_send_age_days)
+    refusal = stale_day_refusal(context, day, max_send_age_days)
     if refusal is not None:
         # Before anything is sent. The checks' steps will be skipped: evaluate them here, so the
         # partition's checks show what is owed rather than "skipped".
-        yield from _evaluate_planned_checks(context, warehouse)
+        yield from evaluate_planned_checks(context, warehouse)
         raise Failure(
             description=refusal,
             metadata={"refused": f"older than {max_send_age_days} days"},
@@ -87,6 +93,26 @@ def drop_notifications(
         ledger=ledger,
         identity=mailer.identity(),
         lock=send_lock(warehouse.resolved_url(), day),
+    )
+    yield from conclude_day(context, warehouse, mailer, report, transport.description)
+
+
+def conclude_day(
+    context: AssetExecutionContext | OpExecutionContext,
+    warehouse: WarehouseResource,
+    mailer: MailerResource,
+    report: NotifyReport,
+    transport: str,
+    *,
+    as_output: bool = False,
+) -> Iterator[Notified]:
+    """What a run that sent the day (or all its shards: ``report`` is their sum) records: the
+    operator's alerts, then the partition's materialization with the counts (``as_output``: as
+    the output of the sharded graph's last op), or, when it sent nothing new on a partition
+    already materialized, an observation with them."""
+    day = report.partition_date
+    ledger = SendLedger(
+        warehouse.engine, current_sender(context.run.run_id), sender_gone=sender_gone
     )
     counts = ledger.state_counts(day)
     senders = ledger.senders(day)
@@ -116,7 +142,7 @@ def drop_notifications(
         "owed_not_sent_retryable": unsent.retryable if unsent else 0,
         "owed_not_sent_unknown": unsent.unknown if unsent else 0,
         "owed_not_sent_total": unsent.needs_attention if unsent else 0,
-        "transport": transport.description,
+        "transport": transport,
         "senders": MetadataValue.md(
             markdown_table(("host", "code version", "run", "emails"), senders)
         ),
@@ -133,15 +159,15 @@ def drop_notifications(
             report.already_sent,
         )
         yield AssetObservation(
-            asset_key=context.asset_key, partition=context.partition_key, metadata=metadata
+            asset_key=NOTIFICATIONS_KEY, partition=context.partition_key, metadata=metadata
         )
-        yield from _evaluate_planned_checks(context, warehouse)
+        yield from evaluate_planned_checks(context, warehouse)
         return
-    yield MaterializeResult(metadata=metadata)
+    yield Output(None, metadata=metadata) if as_output else MaterializeResult(metadata=metadata)
 
 
-def _stale_day_refusal(
-    context: AssetExecutionContext, day: date, max_send_age_days: int
+def stale_day_refusal(
+    context: AssetExecutionContext | OpExecutionContext, day: date, max_send_age_days: int
 ) -> str | None:
     """Why this run may not send ``day`` (older than the allowed age: a backfill of last month
     must not e-mail last month's "new music"), or None, also when the run allows it."""
@@ -157,14 +183,14 @@ def _stale_day_refusal(
     return refusal
 
 
-def _evaluate_planned_checks(
-    context: AssetExecutionContext, warehouse: WarehouseResource
+def evaluate_planned_checks(
+    context: AssetExecutionContext | OpExecutionContext, warehouse: WarehouseResource
 ) -> Iterator[AssetCheckEvaluation]:
     """The checks this run planned on the asset, evaluated here: without a materialization
     Dagster skips their steps, and the partition's checks would read "skipped"."""
     storage = context.instance.event_log_storage
     for name, finding in NOTIFICATION_FINDINGS.items():
-        key = AssetCheckKey(context.asset_key, name)
+        key = AssetCheckKey(NOTIFICATIONS_KEY, name)
         planned = [
             record
             for record in storage.get_asset_check_execution_history(key, limit=5)
@@ -175,7 +201,7 @@ def _evaluate_planned_checks(
         for record in planned:
             result = finding(warehouse, context.partition_key)
             yield AssetCheckEvaluation(
-                asset_key=context.asset_key,
+                asset_key=NOTIFICATIONS_KEY,
                 check_name=name,
                 passed=result.passed,
                 severity=result.severity,
@@ -184,9 +210,9 @@ def _evaluate_planned_checks(
             )
 
 
-def _already_materialized(context: AssetExecutionContext) -> bool:
+def _already_materialized(context: AssetExecutionContext | OpExecutionContext) -> bool:
     records = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[context.partition_key]),
+        AssetRecordsFilter(asset_key=NOTIFICATIONS_KEY, asset_partitions=[context.partition_key]),
         limit=1,
     )
     return bool(records.records)

@@ -22,6 +22,7 @@ from musicbutler_pipeline.domain.digest import render_digest
 from musicbutler_pipeline.domain.feeds import feed_links
 from musicbutler_pipeline.domain.models import Digest
 from musicbutler_pipeline.domain.sends import Claim, ClaimOutcome, SendPhase
+from musicbutler_pipeline.domain.shards import Shard
 from musicbutler_pipeline.locks import ExclusiveLock
 from musicbutler_pipeline.mail.backends.base import Mailer, MailError, MailOutcomeUnknown
 from musicbutler_pipeline.mail.message import build_message, message_id
@@ -63,10 +64,12 @@ def send_digests(
     identity: MailIdentity,
     lock: ExclusiveLock | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    shard: Shard | None = None,
 ) -> NotifyReport:
-    """Send ``day``'s digests. With ``lock`` (the day's send lock), a process that finds another
-    one sending the day steps aside at once; without it, the ledger alone still guarantees that
-    nobody gets two emails, contenders just race subscriber by subscriber."""
+    """Send ``day``'s digests (with ``shard``, only that shard's subscribers). With ``lock``
+    (the day's, or the shard's, send lock), a process that finds another one sending the same
+    subscribers steps aside at once; without it, the ledger alone still guarantees that nobody
+    gets two emails, contenders just race subscriber by subscriber."""
     report = NotifyReport(day)
     if lock is not None and not lock.try_acquire():
         report.locked_by = lock.holder()
@@ -82,6 +85,7 @@ def send_digests(
             clock=clock,
             report=report,
             lock=lock,
+            shard=shard,
         )
     finally:
         if lock is not None:
@@ -115,12 +119,13 @@ def _send_all(
     clock: Callable[[], datetime],
     report: NotifyReport,
     lock: ExclusiveLock | None = None,
+    shard: Shard | None = None,
 ) -> None:
     outcomes: Counter[ClaimOutcome] = Counter()
     # Every footer links the subscriber's feeds: their secrets, made in one go for the day.
     secrets_by_subscriber = feed_secrets_for_day(engine, day)
     with mailer:
-        for digest in iter_digests(engine, day):
+        for digest in iter_digests(engine, day, shard=shard):
             if lock is not None:
                 # Before each claim: a sender whose lock died stops here (LockLost). The ledger
                 # still keeps every subscriber to one email; the lock keeps senders to one.

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import date
 from itertools import groupby
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, Row, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, Row, func, select
 
 from musicbutler_pipeline.domain.listen import ordered
 from musicbutler_pipeline.domain.models import (
@@ -29,9 +29,15 @@ from musicbutler_pipeline.warehouse.schema import (
     subscribers,
 )
 
+if TYPE_CHECKING:
+    from musicbutler_pipeline.domain.shards import Shard
 
-def iter_digests(engine: Engine, day: date, *, batch_size: int = 500) -> Iterator[Digest]:
-    """Each subscriber's digest for ``day``, streamed in subscriber-id order.
+
+def iter_digests(
+    engine: Engine, day: date, *, batch_size: int = 500, shard: Shard | None = None
+) -> Iterator[Digest]:
+    """Each subscriber's digest for ``day``, streamed in subscriber-id order; with ``shard``,
+    only its subscribers (id modulo the shard count, in the query).
 
     Reads in batches of subscribers (keyset pagination), each in its own short transaction, so
     memory stays flat in the number of subscribers and no long read holds back the ledger's
@@ -44,7 +50,11 @@ def iter_digests(engine: Engine, day: date, *, batch_size: int = 500) -> Iterato
             batch_ids = (
                 connection.execute(
                     select(drops.c.subscriber_id)
-                    .where(drops.c.partition_date == day, drops.c.subscriber_id > last_id)
+                    .where(
+                        drops.c.partition_date == day,
+                        drops.c.subscriber_id > last_id,
+                        *_in_shard(shard),
+                    )
                     .group_by(drops.c.subscriber_id)
                     .order_by(drops.c.subscriber_id)
                     .limit(batch_size)
@@ -101,6 +111,13 @@ def iter_digests(engine: Engine, day: date, *, batch_size: int = 500) -> Iterato
             digest = _digest_from_rows(day, list(subscriber_rows), unchecked, links)
             if digest is not None:
                 yield digest
+
+
+def _in_shard(shard: Shard | None) -> tuple[ColumnElement[bool], ...]:
+    """The WHERE term that keeps ``shard``'s subscribers; none for the whole day."""
+    if shard is None or shard.is_whole_day:
+        return ()
+    return (drops.c.subscriber_id % shard.count == shard.index,)
 
 
 def _unchecked_days(

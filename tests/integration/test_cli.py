@@ -322,3 +322,28 @@ def test_a_day_older_than_the_max_send_age_is_refused_before_any_run(tmp_path: P
     assert "refused: 2026-11-23 is " in line
     assert "older than MUSICBUTLER_MAX_SEND_AGE_DAYS=2" in line and "--allow-old" in line
     assert not (tmp_path / ".musicbutler" / "dagster").exists()  # no run was started
+
+
+def test_a_sharded_day_runs_and_sums_and_a_bad_shard_count_is_one_line(tmp_path: Path) -> None:
+    env = {
+        "MUSICBUTLER_MUSICBRAINZ_URL": (SAMPLE_DIR / "musicbrainz").as_uri(),
+        "MUSICBUTLER_LISTENBRAINZ_URL": "off",
+        "MUSICBUTLER_SEND_SHARDS": "3",
+    }
+    assert musicbutler("db", "upgrade", cwd=tmp_path).returncode == 0
+    for kind in ("subscribers", "library"):
+        path = str(SAMPLE_DIR / f"{kind}.csv")
+        assert musicbutler(kind, "import", path, cwd=tmp_path).returncode == 0
+    run = musicbutler("run", "--date", "2026-11-23", "--allow-old", cwd=tmp_path, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "38 email(s) sent, 0 already sent earlier" in run.stdout  # the three shards summed
+    assert len(list((tmp_path / ".musicbutler" / "outbox").glob("*.eml"))) == 38
+
+    bad = musicbutler(
+        "run", "--date", "2026-11-23", cwd=tmp_path, env={**env, "MUSICBUTLER_SEND_SHARDS": "0"}
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "musicbutler: configuration error: MUSICBUTLER_SEND_SHARDS: must be between 1 and 64, "
+        "got '0'"
+    )
