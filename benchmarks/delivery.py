@@ -36,6 +36,7 @@ import json
 import logging
 import multiprocessing
 import os
+import resource
 import smtplib
 import subprocess
 import sys
@@ -189,7 +190,7 @@ def write_snapshot(root: Path, groups: list[ReleaseGroup]) -> None:
 
 def run_day(
     env: dict[str, str], code: Path | None = None, profile: Path | None = None
-) -> tuple[float, str]:
+) -> tuple[float, float]:
     """``musicbutler run`` of the day, timed as a whole process (``code``: another checkout's
     package, to compare before and after a change; ``profile``: sampled by py-spy into this file,
     collapsed stacks, which slows it down)."""
@@ -199,6 +200,7 @@ def run_day(
     if profile is not None:
         spy = Path(sys.executable).with_name("py-spy")
         command = [str(spy), "record", "--format", "raw", "-o", str(profile), "--", *command]
+    cpu_before = _children_cpu()
     started = time.perf_counter()
     result = subprocess.run(
         command,
@@ -211,11 +213,20 @@ def run_day(
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"musicbutler run failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    return seconds, result.stdout.strip()
+    return seconds, _children_cpu() - cpu_before
 
 
-def bare_smtplib(port: int, messages: list[bytes], count: int) -> float:
-    """``count`` messages over one connection with nothing but smtplib: the floor."""
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's waited-for children: less sensitive to the
+    machine's load than wall time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bare_smtplib(port: int, messages: list[bytes], count: int) -> tuple[float, float]:
+    """``count`` messages over one connection with nothing but smtplib: the floor (wall and CPU
+    seconds)."""
+    cpu = time.process_time()
     started = time.perf_counter()
     with smtplib.SMTP("127.0.0.1", port) as connection:
         for number in range(count):
@@ -224,7 +235,7 @@ def bare_smtplib(port: int, messages: list[bytes], count: int) -> float:
                 [f"floor{number}@example.org"],
                 messages[number % len(messages)],
             )
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def benchmark(url: str, args: argparse.Namespace, home: Path) -> dict[str, Any]:
@@ -271,7 +282,7 @@ def benchmark(url: str, args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 mail_url if connections == 1 else f"{mail_url}?connections={connections}"
             )
             log.info("musicbutler run, connections=%d", connections)
-            seconds, _out = run_day(env, args.code, args.profile if not level else None)
+            seconds, cpu = run_day(env, args.code, args.profile if not level else None)
             arrivals, recipients, peers = sink.ask("report")
             emails = len(recipients)
             span = (max(arrivals) - min(arrivals)) if len(arrivals) > 1 else 0.0
@@ -279,6 +290,7 @@ def benchmark(url: str, args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 {
                     "connections": connections,
                     "seconds": round(seconds, 2),
+                    "cpu_seconds": round(cpu, 2),
                     "emails": emails,
                     "emails_per_s": round(emails / seconds, 1),
                     "delivery_seconds": round(span, 2),
@@ -290,10 +302,11 @@ def benchmark(url: str, args: argparse.Namespace, home: Path) -> dict[str, Any]:
             log.info("%s", result["runs"][-1])
         emails = result["runs"][0]["emails"]
         samples = sink.ask("samples")
-        floor_seconds = bare_smtplib(sink.port, samples, emails)
+        floor_seconds, floor_cpu = bare_smtplib(sink.port, samples, emails)
         result["floor"] = {
             "emails": emails,
             "seconds": round(floor_seconds, 2),
+            "cpu_seconds": round(floor_cpu, 2),
             "emails_per_s": round(emails / floor_seconds, 1),
         }
         for run in result["runs"]:
@@ -304,9 +317,13 @@ def benchmark(url: str, args: argparse.Namespace, home: Path) -> dict[str, Any]:
         sink.ask("reset")
         log.info("rerun of the sent day")
         env["MUSICBUTLER_MAIL_URL"] = mail_url
-        rerun_seconds, _out = run_day(env, args.code)
+        rerun_seconds, rerun_cpu = run_day(env, args.code)
         _arrivals, rerun_recipients, _peers = sink.ask("report")
-        result["rerun"] = {"seconds": round(rerun_seconds, 2), "emails": len(rerun_recipients)}
+        result["rerun"] = {
+            "seconds": round(rerun_seconds, 2),
+            "cpu_seconds": round(rerun_cpu, 2),
+            "emails": len(rerun_recipients),
+        }
     engine.dispose()
     return result
 
@@ -317,18 +334,22 @@ def render(result: dict[str, Any]) -> str:
         f"{result['subscribers']:,} subscribers on {result['database']}, "
         f"relay delay {result['relay_delay_s']} s",
         f"floor: bare smtplib, one connection: {floor['emails_per_s']:,} emails/s "
-        f"({floor['emails']} in {floor['seconds']} s)",
+        f"({floor['emails']} in {floor['seconds']} s, {floor['cpu_seconds']} s CPU)",
     ]
     for run in result["runs"]:
         lines.append(
             f"run, connections={run['connections']}: {run['emails']} emails in {run['seconds']} s"
+            f" ({run['cpu_seconds']} s CPU)"
             f" = {run['emails_per_s']} emails/s whole process ({run['ratio_whole_run']:.0%} of the"
             f" floor); delivery {run['delivery_seconds']} s = {run['delivery_emails_per_s']}"
             f" emails/s ({run.get('ratio_delivery', 0):.0%}); sink saw"
             f" {run['sink_connections']} connection(s), {run['duplicates']} duplicates"
         )
     rerun = result["rerun"]
-    lines.append(f"rerun of the sent day: {rerun['seconds']} s, {rerun['emails']} emails")
+    lines.append(
+        f"rerun of the sent day: {rerun['seconds']} s ({rerun['cpu_seconds']} s CPU),"
+        f" {rerun['emails']} emails"
+    )
     return "\n".join(lines)
 
 

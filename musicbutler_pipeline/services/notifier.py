@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from functools import partial
-from itertools import islice
 
 from sqlalchemy import Engine
 
@@ -29,7 +28,8 @@ from musicbutler_pipeline.mail.backends.base import Mailer, MailError, MailOutco
 from musicbutler_pipeline.mail.message import build_message, message_id
 from musicbutler_pipeline.mail.tokens import MailIdentity
 from musicbutler_pipeline.warehouse.digests import iter_digests
-from musicbutler_pipeline.warehouse.ledger import ClaimRequest, SendLedger
+from musicbutler_pipeline.warehouse.engine import busy_engine
+from musicbutler_pipeline.warehouse.ledger import SendLedger
 
 logger = logging.getLogger(__name__)
 
@@ -99,22 +99,6 @@ def send_digests(
     return report
 
 
-# Subscribers claimed per ledger transaction. Small on purpose: it bounds the crash window (a
-# SIGKILL leaves at most this many claims, none of them delivered, for `doctor` to report and
-# `sends reconcile` to release) and what an orderly stop hands back.
-CLAIM_BATCH = 50
-
-
-@dataclass(slots=True)
-class _Delivery:
-    """One claimed email and what became of it (filled in by whichever connection sent it)."""
-
-    digest: Digest
-    claim: Claim
-    identifier: str
-    started: bool = False
-
-
 def _send_all(
     engine: Engine,
     day: date,
@@ -130,105 +114,91 @@ def _send_all(
     # by another sender) are counted here and left out of the digest stream in SQL, so a rerun of
     # a sent day neither renders nor claims them one by one. This is only an optimisation: a row
     # that appears after this point still goes through the atomic claim, which stays the guarantee.
-    settled = ledger.settled_counts(day)
-    outcomes: Counter[ClaimOutcome] = Counter(settled)
-    report_lock = threading.Lock()
-    deliver = partial(
-        _deliver,
-        mailer=mailer,
-        ledger=ledger,
-        identity=identity,
-        clock=clock,
-        report=report,
-        report_lock=report_lock,
-        day=day,
-    )
+    outcomes: Counter[ClaimOutcome] = ledger.settled_counts(day)
     workers = max(1, mailer.connections)
     digests = iter_digests(engine, day, skip_settled=True)
-    batches = iter(lambda: list(islice(digests, CLAIM_BATCH)), [])
-    with mailer, ThreadPoolExecutor(workers, thread_name_prefix="smtp") as pool:
-        for batch in batches:
-            if lock is not None:
-                # Before each claim: a sender whose lock died stops here (LockLost). The ledger
-                # still keeps every subscriber to one email; the lock keeps senders to one.
-                lock.ensure_held()
-            deliveries = _claim_batch(ledger, day, batch, identity)
-            for delivery in deliveries:
-                outcomes[delivery.claim.outcome] += 1
-            claimed = [d for d in deliveries if d.claim.outcome is ClaimOutcome.CLAIMED]
-            try:
+    with (
+        busy_engine(engine, connections=workers) as busy,
+        mailer,
+        ThreadPoolExecutor(workers, thread_name_prefix="smtp") as pool,
+    ):
+        deliver = partial(
+            _claim_and_deliver,
+            day=day,
+            mailer=mailer,
+            ledger=ledger.on_engine(busy),
+            identity=identity,
+            clock=clock,
+            report=report,
+            report_lock=threading.Lock(),
+        )
+        # Each connection claims, sends and marks one email at a time, so a SIGKILL leaves at most
+        # one claim per connection unresolved. A few digests wait ahead of each connection.
+        pending: deque[Future[ClaimOutcome]] = deque()
+        try:
+            for digest in digests:
+                if lock is not None:
+                    # Before each claim: a sender whose lock died stops here (LockLost). The
+                    # ledger still keeps every subscriber to one email; the lock keeps senders
+                    # to one.
+                    lock.ensure_held()
                 if workers == 1:
-                    for delivery in claimed:
-                        deliver(delivery)
-                else:
-                    # Each connection takes the next claimed email; a failure of one email is
-                    # recorded by its worker, a bug stops the day (raised by result()).
-                    for future in [pool.submit(deliver, delivery) for delivery in claimed]:
-                        future.result()
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                released = ledger.release_unsent(d.claim for d in claimed if not d.started)
-                if released:
-                    logger.warning("handed back %d claimed, never attempted emails", released)
-                raise
+                    outcomes[deliver(digest)] += 1
+                    continue
+                pending.append(pool.submit(deliver, digest))
+                while len(pending) >= 2 * workers:
+                    outcomes[pending.popleft().result()] += 1
+            while pending:
+                outcomes[pending.popleft().result()] += 1
+        except BaseException:
+            # A bug or a lost lock: emails not yet started are never claimed; those under way
+            # finish (and are recorded) before the error goes up.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     report.already_sent = outcomes[ClaimOutcome.ALREADY_SENT]
     report.in_progress = outcomes[ClaimOutcome.IN_PROGRESS]
     report.failed_before = outcomes[ClaimOutcome.FAILED_PERMANENT]
     report.unknown_before = outcomes[ClaimOutcome.OUTCOME_UNKNOWN]
 
 
-def _claim_batch(
-    ledger: SendLedger, day: date, batch: Sequence[Digest], identity: MailIdentity
-) -> list[_Delivery]:
-    requests = []
-    digests = []
-    for digest in batch:
-        unsubscribe_url, unsubscribe_mailto = identity.unsubscribe_links(digest.subscriber.id)
-        digest = replace(
-            digest,
-            unsubscribe_url=unsubscribe_url,
-            unsubscribe_mailto=unsubscribe_mailto,
-            sender=identity.sender,
-        )
-        digests.append(digest)
-        requests.append(
-            ClaimRequest(
-                digest.subscriber.id,
-                recipient=digest.subscriber.email,
-                message_id=message_id(digest.subscriber.id, day, identity.mail_from),
-                release_group_count=len(digest.release_group_mbids),
-            )
-        )
-    claims = ledger.claim_many(day, requests)
-    return [
-        _Delivery(digest, claim, request.message_id)
-        for digest, claim, request in zip(digests, claims, requests, strict=True)
-    ]
-
-
-def _deliver(
-    delivery: _Delivery,
+def _claim_and_deliver(
+    digest: Digest,
     *,
+    day: date,
     mailer: Mailer,
     ledger: SendLedger,
     identity: MailIdentity,
     clock: Callable[[], datetime],
     report: NotifyReport,
     report_lock: threading.Lock,
-    day: date,
-) -> None:
-    """Build, send and mark one claimed email. Runs on one of the mailer's connections."""
-    delivery.started = True
-    digest, claim = delivery.digest, delivery.claim
+) -> ClaimOutcome:
+    """Claim, build, send and mark one email, on one of the mailer's connections."""
+    unsubscribe_url, unsubscribe_mailto = identity.unsubscribe_links(digest.subscriber.id)
+    digest = replace(
+        digest,
+        unsubscribe_url=unsubscribe_url,
+        unsubscribe_mailto=unsubscribe_mailto,
+        sender=identity.sender,
+    )
+    identifier = message_id(digest.subscriber.id, day, identity.mail_from)
+    claim = ledger.claim(
+        day,
+        digest.subscriber.id,
+        recipient=digest.subscriber.email,
+        message_id=identifier,
+        release_group_count=len(digest.release_group_mbids),
+    )
+    if claim.outcome is not ClaimOutcome.CLAIMED:
+        return claim.outcome
     try:
         message = build_message(
             render_digest(digest),
             mail_from=identity.mail_from,
             to_name=digest.subscriber.name,
             to_address=digest.subscriber.email,
-            message_id=delivery.identifier,
-            unsubscribe_url=digest.unsubscribe_url,
-            unsubscribe_mailto=digest.unsubscribe_mailto,
+            message_id=identifier,
+            unsubscribe_url=unsubscribe_url,
+            unsubscribe_mailto=unsubscribe_mailto,
             sent_at=clock(),
         )
         mailer.send(message, before_body=partial(ledger.mark_phase, claim, SendPhase.BODY))
@@ -244,13 +214,13 @@ def _deliver(
             day,
             exc,
         )
-        return
+        return claim.outcome
     except MailError as exc:
         with report_lock:
             _record_failure(
                 ledger, claim, digest, report, str(exc), permanent=exc.permanent, phase=exc.phase
             )
-        return
+        return claim.outcome
     except Exception as exc:
         # A bug, not a bad address: release the claim for a retry and stop the day.
         with report_lock:
@@ -260,6 +230,7 @@ def _deliver(
     with report_lock:
         report.sent += 1
         report.release_groups_announced += len(digest.release_group_mbids)
+    return claim.outcome
 
 
 def _record_failure(

@@ -18,31 +18,35 @@ have been (look at the mail server's log before choosing ``--resend`` or ``--mar
 
 from __future__ import annotations
 
+import copy
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Engine,
     Row,
     RowMapping,
     Select,
+    String,
     Subquery,
+    Update,
     and_,
     bindparam,
     case,
-    delete,
     func,
     literal,
     or_,
     select,
+    true,
     update,
 )
+from sqlalchemy.dialects import postgresql
 
 from musicbutler_pipeline.domain.sends import (
     STALE_AFTER,
@@ -68,16 +72,6 @@ logger = logging.getLogger(__name__)
 SenderGone = Callable[[str, int], bool]
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimRequest:
-    """One subscriber's email that ``SendLedger.claim_many`` should claim."""
-
-    subscriber_id: int
-    recipient: str
-    message_id: str
-    release_group_count: int
-
-
 class SendLedger:
     def __init__(
         self,
@@ -91,6 +85,12 @@ class SendLedger:
         self.engine = engine
         self._sender = sender
         self._sender_gone = sender_gone
+
+    def on_engine(self, engine: Engine) -> SendLedger:
+        """The same ledger (same sender) writing through another engine of the same database."""
+        twin = copy.copy(self)
+        twin.engine = engine
+        return twin
 
     @property
     def sender(self) -> Sender:
@@ -138,9 +138,14 @@ class SendLedger:
                 permanent_failure=False,
                 **who,
             )
-            connection.execute(
-                statement.on_conflict_do_nothing(index_elements=["partition_date", "subscriber_id"])
-            )
+            won = connection.execute(
+                statement.on_conflict_do_nothing(
+                    index_elements=["partition_date", "subscriber_id"]
+                ).returning(sends.c.id)
+            ).first()
+            if won is not None:
+                # The usual case, a first send of the day: one statement.
+                return Claim(ClaimOutcome.CLAIMED, won.id, token)
             # A temporary failure (server down, 4xx) may be retried by a later run: re-claiming it
             # is again one atomic statement that only one contender can win.
             connection.execute(
@@ -164,148 +169,6 @@ class SendLedger:
             ).one()
         return _claim_of(row, token)
 
-    def claim_many(self, partition_date: date, wanted: Sequence[ClaimRequest]) -> list[Claim]:
-        """``claim`` for a small batch of subscribers, in one transaction of three statements
-        (insert the new rows, re-take retryable failures, read back who holds each row), so a
-        claim costs a fraction of a statement. The claims come back in ``wanted``'s order.
-
-        Crash window: the batch is claimed before its first message goes out, so a sender killed
-        mid-batch leaves the batch's unsent rows claimed at phase ``claimed`` (certainly not
-        delivered). ``doctor`` reports them once the sender is gone and ``sends reconcile
-        --resend`` releases them. A sender that stops in an orderly way hands them back with
-        ``release_unsent``.
-        """
-        if not wanted:
-            return []
-        token = secrets.token_hex(16)  # one per batch: the rows' holder is this claim attempt
-        now = _now()
-        who = {
-            "run_id": self.sender.run_id,
-            "host": self.sender.host,
-            "pid": self.sender.pid,
-            "code_version": self.sender.code_version,
-        }
-        ids = [request.subscriber_id for request in wanted]
-        with self.engine.begin() as connection:
-            connection.execute(
-                upsert_insert(connection, sends).on_conflict_do_nothing(
-                    index_elements=["partition_date", "subscriber_id"]
-                ),
-                [
-                    {
-                        "partition_date": partition_date,
-                        "subscriber_id": request.subscriber_id,
-                        "state": SendState.CLAIMED,
-                        "phase": SendPhase.CLAIMED,
-                        "claim_token": token,
-                        "message_id": request.message_id,
-                        "recipient": request.recipient,
-                        "release_group_count": request.release_group_count,
-                        "attempts": 1,
-                        "claimed_at": now,
-                        "updated_at": now,
-                        "permanent_failure": False,
-                        "error": None,
-                        **who,
-                    }
-                    for request in wanted
-                ],
-            )
-            # Temporary failures of an earlier run are taken back in one guarded UPDATE; the
-            # recipient and count are refreshed below for those this batch won (rare: retries).
-            retaken = (
-                connection.execute(
-                    update(sends)
-                    .where(
-                        sends.c.partition_date == partition_date,
-                        sends.c.subscriber_id.in_(ids),
-                        sends.c.state == SendState.FAILED,
-                        sends.c.permanent_failure.is_(False),
-                    )
-                    .values(
-                        state=SendState.CLAIMED,
-                        phase=SendPhase.CLAIMED,
-                        claim_token=token,
-                        attempts=sends.c.attempts + 1,
-                        claimed_at=now,
-                        updated_at=now,
-                        error=None,
-                        **who,
-                    )
-                    .returning(sends.c.subscriber_id)
-                )
-                .scalars()
-                .all()
-            )
-            if retaken:
-                by_id = {request.subscriber_id: request for request in wanted}
-                connection.execute(
-                    update(sends)
-                    .where(
-                        sends.c.partition_date == partition_date,
-                        sends.c.subscriber_id == bindparam("b_subscriber_id"),
-                    )
-                    .values(
-                        recipient=bindparam("b_recipient"),
-                        release_group_count=bindparam("b_count"),
-                    ),
-                    [
-                        {
-                            "b_subscriber_id": subscriber_id,
-                            "b_recipient": by_id[subscriber_id].recipient,
-                            "b_count": by_id[subscriber_id].release_group_count,
-                        }
-                        for subscriber_id in retaken
-                    ],
-                )
-            rows = {
-                row.subscriber_id: row
-                for row in connection.execute(
-                    select(
-                        sends.c.id, sends.c.subscriber_id, sends.c.state, sends.c.claim_token
-                    ).where(
-                        sends.c.partition_date == partition_date, sends.c.subscriber_id.in_(ids)
-                    )
-                )
-            }
-        return [_claim_of(rows[subscriber_id], token) for subscriber_id in ids]
-
-    def release_unsent(self, claims: Iterable[Claim]) -> int:
-        """Hand back claims of a batch whose message was never attempted (the sender is stopping
-        in an orderly way): their rows are deleted, as if never claimed. Guarded by the token
-        and phase ``claimed``, so nothing that got further is touched."""
-        held = [claim for claim in claims if claim.outcome is ClaimOutcome.CLAIMED]
-        if not held:
-            return 0
-        with self.engine.begin() as connection:
-            result = connection.execute(
-                delete(sends).where(
-                    sends.c.id.in_([claim.send_id for claim in held]),
-                    sends.c.claim_token.in_({claim.token for claim in held}),
-                    sends.c.state == SendState.CLAIMED,
-                    sends.c.phase == SendPhase.CLAIMED,
-                    sends.c.attempts == 1,
-                )
-            )
-            # A re-taken temporary failure goes back to what it was: failed, retryable.
-            retaken = connection.execute(
-                update(sends)
-                .where(
-                    sends.c.id.in_([claim.send_id for claim in held]),
-                    sends.c.claim_token.in_({claim.token for claim in held}),
-                    sends.c.state == SendState.CLAIMED,
-                    sends.c.phase == SendPhase.CLAIMED,
-                )
-                .values(
-                    state=SendState.FAILED,
-                    permanent_failure=False,
-                    attempts=sends.c.attempts - 1,
-                    error="released unsent: the sender stopped before attempting it",
-                    updated_at=_now(),
-                )
-            )
-        return result.rowcount + retaken.rowcount
-
     def mark_phase(self, claim: Claim, phase: str) -> None:
         """Record how far the transaction got, for a claim still held (one short commit)."""
         with self.engine.begin() as connection:
@@ -328,42 +191,89 @@ class SendLedger:
     ) -> None:
         """Record the send and every release group it announced, atomically."""
         now = _now()
-        with self.engine.begin() as connection:
-            result = connection.execute(
-                update(sends)
-                .where(
-                    sends.c.id == claim.send_id,
-                    sends.c.claim_token == claim.token,
-                    sends.c.state == SendState.CLAIMED,
-                )
-                .values(
-                    state=SendState.SENT,
-                    phase=SendPhase.ACCEPTED,
-                    sent_at=now,
-                    updated_at=now,
-                    error=None,
-                )
+        mbids = list(release_group_mbids)
+        marked = (
+            update(sends)
+            .where(
+                sends.c.id == claim.send_id,
+                sends.c.claim_token == claim.token,
+                sends.c.state == SendState.CLAIMED,
             )
-            if result.rowcount != 1:
+            .values(
+                state=SendState.SENT,
+                phase=SendPhase.ACCEPTED,
+                sent_at=now,
+                updated_at=now,
+                error=None,
+            )
+        )
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # One statement, one round trip: the UPDATE and the INSERT as data-modifying CTEs
+                # (atomic without a transaction around them).
+                held = self._mark_sent_in_one(connection, marked, partition_date, mbids, now)
+            else:
+                held = connection.execute(marked).rowcount
+                if held == 1 and mbids:
+                    connection.execute(
+                        upsert_insert(connection, announcements).on_conflict_do_nothing(
+                            index_elements=["subscriber_id", "release_group_mbid"]
+                        ),
+                        [
+                            {
+                                "subscriber_id": subscriber_id,
+                                "release_group_mbid": mbid,
+                                "partition_date": partition_date,
+                                "send_id": claim.send_id,
+                                "announced_at": now,
+                            }
+                            for mbid in mbids
+                        ],
+                    )
+            if held != 1:
                 # Only an operator's reconcile can take a claim away; never overwrite it silently.
                 raise LostClaim(f"send {claim.send_id} is no longer held by this sender")
-            rows = [
-                {
-                    "subscriber_id": subscriber_id,
-                    "release_group_mbid": mbid,
-                    "partition_date": partition_date,
-                    "send_id": claim.send_id,
-                    "announced_at": now,
-                }
-                for mbid in release_group_mbids
-            ]
-            if rows:
-                connection.execute(
-                    upsert_insert(connection, announcements).on_conflict_do_nothing(
-                        index_elements=["subscriber_id", "release_group_mbid"]
-                    ),
-                    rows,
-                )
+
+    @staticmethod
+    def _mark_sent_in_one(
+        connection: Connection,
+        marked: Update,
+        partition_date: date,
+        mbids: list[str],
+        now: datetime,
+    ) -> int:
+        """PostgreSQL: mark the claim sent and announce ``mbids`` in a single statement; the
+        number of claims marked (0 when the claim was lost: then nothing is announced)."""
+        row = marked.returning(sends.c.id, sends.c.subscriber_id).cte("marked")
+        announced_mbids = (
+            func.unnest(bindparam("mbids", mbids, type_=postgresql.ARRAY(String)))
+            .table_valued("mbid")
+            .render_derived(name="announced_mbids")
+        )
+        announce = (
+            postgresql.insert(announcements)
+            .from_select(
+                [
+                    "subscriber_id",
+                    "release_group_mbid",
+                    "partition_date",
+                    "send_id",
+                    "announced_at",
+                ],
+                select(
+                    row.c.subscriber_id,
+                    announced_mbids.c.mbid,
+                    literal(partition_date, type_=announcements.c.partition_date.type),
+                    row.c.id,
+                    literal(now, type_=announcements.c.announced_at.type),
+                ).select_from(row.join(announced_mbids, true())),
+            )
+            .on_conflict_do_nothing(index_elements=["subscriber_id", "release_group_mbid"])
+            .cte("announced")
+        )
+        return connection.execute(
+            select(func.count()).select_from(row).add_cte(announce)
+        ).scalar_one()
 
     def mark_failed(
         self, claim: Claim, error: str, *, permanent: bool, phase: str | None = None
