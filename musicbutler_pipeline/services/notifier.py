@@ -1,7 +1,10 @@
 """Sending one partition's digests: claim in the ledger, render, send, mark. No Dagster here.
 
 Digests stream from the warehouse one batch of subscribers at a time, and the mail transport keeps
-one connection for the whole day, so memory stays flat however many subscribers there are.
+its connections for the whole day, so memory stays flat however many subscribers there are.
+Subscribers the ledger already settled are left out of that stream in SQL, so a rerun of a sent
+day costs one query. With ``?connections=N`` each of N threads claims, sends and marks one email
+at a time on its own connection: the exactly-once rules are per email, whichever thread sends it.
 
 A message whose outcome is unknown (it went out, the final reply never came) is recorded as such
 and the day goes on with the next subscriber: it is never sent again automatically.
