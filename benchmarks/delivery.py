@@ -302,23 +302,33 @@ def benchmark(url: str, args: argparse.Namespace, home: Path) -> dict[str, Any]:
     }
     with SinkProcess(args.relay_delay) as sink:
         mail_url = f"smtp://127.0.0.1:{sink.port}"
-        for level, connections in enumerate(args.connections):
+        # ``--compare DIR`` runs that checkout's package at each level too, first, so that a
+        # before/after pair shares the machine's load of the moment.
+        levels = [
+            (connections, code)
+            for connections in args.connections
+            for code in ([args.compare] if args.compare else []) + [args.code]
+        ]
+        for level, (connections, code) in enumerate(levels):
             if level:
                 with engine.begin() as connection:  # the next level sends the day afresh
                     connection.execute(delete(announcements))
                     connection.execute(delete(sends))
             sink.ask("reset")
+            if connections > 1 and code is not None and code == args.compare:
+                continue  # the other checkout may not know ?connections=
             env["MUSICBUTLER_MAIL_URL"] = (
                 mail_url if connections == 1 else f"{mail_url}?connections={connections}"
             )
-            log.info("musicbutler run, connections=%d", connections)
-            seconds, cpu = run_day(env, args.code, args.profile if not level else None)
+            log.info("musicbutler run, connections=%d, code %s", connections, code or "this")
+            seconds, cpu = run_day(env, code, args.profile if not level else None)
             arrivals, recipients, peers = sink.ask("report")
             emails = len(recipients)
             span = (max(arrivals) - min(arrivals)) if len(arrivals) > 1 else 0.0
             result["runs"].append(
                 {
                     "connections": connections,
+                    "code": str(code or "this checkout"),
                     "seconds": round(seconds, 2),
                     "cpu_seconds": round(cpu, 2),
                     "emails": emails,
@@ -330,7 +340,7 @@ def benchmark(url: str, args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 }
             )
             log.info("%s", result["runs"][-1])
-        emails = result["runs"][0]["emails"]
+        emails = result["runs"][-1]["emails"]
         samples = sink.ask("samples")
         floor_seconds, floor_cpu = bare_smtplib(sink.port, samples, emails)
         result["floor"] = {
@@ -372,7 +382,8 @@ def render(result: dict[str, Any]) -> str:
     ]
     for run in result["runs"]:
         lines.append(
-            f"run, connections={run['connections']}: {run['emails']} emails in {run['seconds']} s"
+            f"run ({run['code']}), connections={run['connections']}:"
+            f" {run['emails']} emails in {run['seconds']} s"
             f" ({run['cpu_seconds']} s CPU)"
             f" = {run['emails_per_s']} emails/s whole process ({run['ratio_whole_run']:.0%} of the"
             f" floor); delivery {run['delivery_seconds']} s = {run['delivery_emails_per_s']}"
@@ -410,6 +421,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--profile",
         type=Path,
         help="profile the first run: cProfile into a .pstats file, else py-spy collapsed stacks",
+    )
+    parser.add_argument(
+        "--compare", type=Path, help="also run another checkout's package at each level, first"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--keep", action="store_true", help="keep the throwaway database")
