@@ -4,7 +4,7 @@
 ``.eml`` per message (``backends.file``), ``console://`` writes messages to a stream
 (``backends.console``). The SMTP URL (see docs/email.md)::
 
-    smtp://[user[:password]@]host[:port][?starttls=1&timeout=30&data_timeout=600&rate=10&retries=3&backoff=1]
+    smtp://[user[:password]@]host[:port][?starttls=1&timeout=30&data_timeout=600&rate=10&retries=3&backoff=1&connections=1]
     smtps://[user[:password]@]host[:port][?...]
 
 ``parse_mail_url`` checks a URL and its options without building anything that sends (settings
@@ -25,12 +25,24 @@ from musicbutler_pipeline.domain.retry import RetryPolicy
 from musicbutler_pipeline.mail.backends.base import Mailer
 from musicbutler_pipeline.mail.backends.console import ConsoleMailer
 from musicbutler_pipeline.mail.backends.file import FileMailer
-from musicbutler_pipeline.mail.backends.smtp import DATA_REPLY_TIMEOUT, SmtpMailer
+from musicbutler_pipeline.mail.backends.smtp import DATA_REPLY_TIMEOUT, Pacer, SmtpMailer, SmtpPool
 
 _SMTP_OPTIONS = frozenset(
-    {"starttls", "timeout", "data_timeout", "rate", "retries", "backoff", "helo", "cafile"}
+    {
+        "starttls",
+        "timeout",
+        "data_timeout",
+        "rate",
+        "retries",
+        "backoff",
+        "helo",
+        "cafile",
+        "connections",
+    }
 )
 _DEFAULT_RETRY = RetryPolicy()
+# More connections than this is no longer politeness towards one relay.
+MAX_CONNECTIONS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +63,7 @@ class MailUrl:
     retry: RetryPolicy = _DEFAULT_RETRY
     helo: str | None = None
     cafile: Path | None = None
+    connections: int = 1  # parallel connections, all under the one ``rate``
 
     @property
     def implicit_tls(self) -> bool:
@@ -94,6 +107,12 @@ def parse_mail_url(url: str, *, password: str | None = None) -> MailUrl:
         cafile = Path(options["cafile"])
         _tls_context(cafile)  # refuse a missing or unreadable bundle now
     retries = int(_or(_number(options, "retries", minimum=0), 3))
+    connections = options.get("connections", "1")
+    if not connections.isdigit() or not 1 <= int(connections) <= MAX_CONNECTIONS:
+        raise ValueError(
+            f"mail URL option connections={connections!r} must be a whole number "
+            f"from 1 to {MAX_CONNECTIONS}"
+        )
     return MailUrl(
         parts.scheme,
         host=parts.hostname or "localhost",
@@ -115,6 +134,7 @@ def parse_mail_url(url: str, *, password: str | None = None) -> MailUrl:
         ),
         helo=options.get("helo") or None,
         cafile=cafile,
+        connections=int(connections),
     )
 
 
@@ -126,6 +146,13 @@ def mailer_from_url(url: str, *, password: str | None = None) -> Mailer:
         return FileMailer(mail_url.directory)
     if mail_url.scheme == "console":
         return ConsoleMailer()
+    # One pacer for all connections: ``rate`` is the relay's limit, not each connection's.
+    pacer = Pacer(mail_url.rate) if mail_url.rate is not None else None
+    members = [_smtp_mailer(mail_url, pacer) for _ in range(mail_url.connections)]
+    return members[0] if len(members) == 1 else SmtpPool(members)
+
+
+def _smtp_mailer(mail_url: MailUrl, pacer: Pacer | None) -> SmtpMailer:
     return SmtpMailer(
         mail_url.host,
         mail_url.port,
@@ -139,6 +166,7 @@ def mailer_from_url(url: str, *, password: str | None = None) -> Mailer:
         rate=mail_url.rate,
         retry=mail_url.retry,
         local_hostname=mail_url.helo,
+        pacer=pacer,
     )
 
 

@@ -1,7 +1,10 @@
 """Sending one partition's digests: claim in the ledger, render, send, mark. No Dagster here.
 
 Digests stream from the warehouse one batch of subscribers at a time, and the mail transport keeps
-one connection for the whole day, so memory stays flat however many subscribers there are.
+its connections for the whole day, so memory stays flat however many subscribers there are.
+Subscribers the ledger already settled are left out of that stream in SQL, so a rerun of a sent
+day costs one query. With ``?connections=N`` each of N threads claims, sends and marks one email
+at a time on its own connection: the exactly-once rules are per email, whichever thread sends it.
 
 A message whose outcome is unknown (it went out, the final reply never came) is recorded as such
 and the day goes on with the next subscriber: it is never sent again automatically.
@@ -10,8 +13,10 @@ and the day goes on with the next subscriber: it is never sent again automatical
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Callable
+import threading
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from functools import partial
@@ -28,6 +33,7 @@ from musicbutler_pipeline.mail.backends.base import Mailer, MailError, MailOutco
 from musicbutler_pipeline.mail.message import build_message, message_id
 from musicbutler_pipeline.mail.tokens import MailIdentity
 from musicbutler_pipeline.warehouse.digests import iter_digests
+from musicbutler_pipeline.warehouse.engine import busy_engine
 from musicbutler_pipeline.warehouse.feeds import feed_secrets_for_day
 from musicbutler_pipeline.warehouse.ledger import SendLedger
 
@@ -121,81 +127,133 @@ def _send_all(
     lock: ExclusiveLock | None = None,
     shard: Shard | None = None,
 ) -> None:
-    outcomes: Counter[ClaimOutcome] = Counter()
+    # Subscribers the ledger already settled (sent, failed for good, outcome unknown, or claimed
+    # by another sender) are counted here and left out of the digest stream in SQL, so a rerun of
+    # a sent day neither renders nor claims them one by one. This is only an optimisation: a row
+    # that appears after this point still goes through the atomic claim, which stays the guarantee.
+    outcomes: Counter[ClaimOutcome] = ledger.settled_counts(day, shard=shard)
+    workers = max(1, mailer.connections)
+    digests = iter_digests(engine, day, skip_settled=True, shard=shard)
     # Every footer links the subscriber's feeds: their secrets, made in one go for the day.
-    secrets_by_subscriber = feed_secrets_for_day(engine, day)
-    with mailer:
-        for digest in iter_digests(engine, day, shard=shard):
-            if lock is not None:
-                # Before each claim: a sender whose lock died stops here (LockLost). The ledger
-                # still keeps every subscriber to one email; the lock keeps senders to one.
-                lock.ensure_held()
-            unsubscribe_url, unsubscribe_mailto = identity.unsubscribe_links(digest.subscriber.id)
-            digest = replace(
-                digest,
-                unsubscribe_url=unsubscribe_url,
-                unsubscribe_mailto=unsubscribe_mailto,
-                sender=identity.sender,
-                preferences_url=identity.preferences_url(digest.subscriber.id),
-                **_feed_urls(identity.base_url, secrets_by_subscriber.get(digest.subscriber.id)),
-            )
-            identifier = message_id(digest.subscriber.id, day, identity.mail_from)
-            claim = ledger.claim(
-                day,
-                digest.subscriber.id,
-                recipient=digest.subscriber.email,
-                message_id=identifier,
-                release_group_count=len(digest.release_group_mbids),
-            )
-            outcomes[claim.outcome] += 1
-            if claim.outcome is not ClaimOutcome.CLAIMED:
-                continue
-            try:
-                message = build_message(
-                    render_digest(digest),
-                    mail_from=identity.mail_from,
-                    to_name=digest.subscriber.name,
-                    to_address=digest.subscriber.email,
-                    message_id=identifier,
-                    unsubscribe_url=unsubscribe_url,
-                    unsubscribe_mailto=unsubscribe_mailto,
-                    sent_at=clock(),
-                )
-                mailer.send(message, before_body=partial(ledger.mark_phase, claim, SendPhase.BODY))
-            except MailOutcomeUnknown as exc:
-                ledger.mark_unknown(claim, str(exc), phase=exc.phase or SendPhase.BODY)
-                report.unknown += 1
-                report.failures.append((digest.subscriber.email, f"outcome unknown: {exc}"))
-                logger.error(
-                    "send to subscriber %d: outcome unknown, NOT retried (`musicbutler sends "
-                    "reconcile --date %s --resend|--mark-sent` decides): %s",
-                    digest.subscriber.id,
-                    day,
-                    exc,
-                )
-                continue
-            except MailError as exc:
-                _record_failure(
-                    ledger,
-                    claim,
-                    digest,
-                    report,
-                    str(exc),
-                    permanent=exc.permanent,
-                    phase=exc.phase,
-                )
-                continue
-            except Exception as exc:
-                # A bug, not a bad address: release the claim for a retry and stop the day.
-                _record_failure(ledger, claim, digest, report, repr(exc), permanent=False)
-                raise
-            ledger.mark_sent(claim, day, digest.subscriber.id, digest.release_group_mbids)
-            report.sent += 1
-            report.release_groups_announced += len(digest.release_group_mbids)
+    feed_secrets = feed_secrets_for_day(engine, day)
+    with (
+        busy_engine(engine, connections=workers) as busy,
+        mailer,
+        ThreadPoolExecutor(workers, thread_name_prefix="smtp") as pool,
+    ):
+        deliver = partial(
+            _claim_and_deliver,
+            day=day,
+            mailer=mailer,
+            ledger=ledger.on_engine(busy),
+            identity=identity,
+            feed_secrets=feed_secrets,
+            clock=clock,
+            report=report,
+            report_lock=threading.Lock(),
+        )
+        # Each connection claims, sends and marks one email at a time, so a SIGKILL leaves at most
+        # one claim per connection unresolved. A few digests wait ahead of each connection.
+        pending: deque[Future[ClaimOutcome]] = deque()
+        try:
+            for digest in digests:
+                if lock is not None:
+                    # Before each claim: a sender whose lock died stops here (LockLost). The
+                    # ledger still keeps every subscriber to one email; the lock keeps senders
+                    # to one.
+                    lock.ensure_held()
+                if workers == 1:
+                    outcomes[deliver(digest)] += 1
+                    continue
+                pending.append(pool.submit(deliver, digest))
+                while len(pending) >= 2 * workers:
+                    outcomes[pending.popleft().result()] += 1
+            while pending:
+                outcomes[pending.popleft().result()] += 1
+        except BaseException:
+            # A bug or a lost lock: emails not yet started are never claimed; those under way
+            # finish (and are recorded) before the error goes up.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     report.already_sent = outcomes[ClaimOutcome.ALREADY_SENT]
     report.in_progress = outcomes[ClaimOutcome.IN_PROGRESS]
     report.failed_before = outcomes[ClaimOutcome.FAILED_PERMANENT]
     report.unknown_before = outcomes[ClaimOutcome.OUTCOME_UNKNOWN]
+
+
+def _claim_and_deliver(
+    digest: Digest,
+    *,
+    day: date,
+    mailer: Mailer,
+    ledger: SendLedger,
+    identity: MailIdentity,
+    feed_secrets: Mapping[int, str],
+    clock: Callable[[], datetime],
+    report: NotifyReport,
+    report_lock: threading.Lock,
+) -> ClaimOutcome:
+    """Claim, build, send and mark one email, on one of the mailer's connections."""
+    unsubscribe_url, unsubscribe_mailto = identity.unsubscribe_links(digest.subscriber.id)
+    digest = replace(
+        digest,
+        unsubscribe_url=unsubscribe_url,
+        unsubscribe_mailto=unsubscribe_mailto,
+        sender=identity.sender,
+        preferences_url=identity.preferences_url(digest.subscriber.id),
+        **_feed_urls(identity.base_url, feed_secrets.get(digest.subscriber.id)),
+    )
+    identifier = message_id(digest.subscriber.id, day, identity.mail_from)
+    claim = ledger.claim(
+        day,
+        digest.subscriber.id,
+        recipient=digest.subscriber.email,
+        message_id=identifier,
+        release_group_count=len(digest.release_group_mbids),
+    )
+    if claim.outcome is not ClaimOutcome.CLAIMED:
+        return claim.outcome
+    try:
+        message = build_message(
+            render_digest(digest),
+            mail_from=identity.mail_from,
+            to_name=digest.subscriber.name,
+            to_address=digest.subscriber.email,
+            message_id=identifier,
+            unsubscribe_url=unsubscribe_url,
+            unsubscribe_mailto=unsubscribe_mailto,
+            sent_at=clock(),
+        )
+        mailer.send(message, before_body=partial(ledger.mark_phase, claim, SendPhase.BODY))
+    except MailOutcomeUnknown as exc:
+        ledger.mark_unknown(claim, str(exc), phase=exc.phase or SendPhase.BODY)
+        with report_lock:
+            report.unknown += 1
+            report.failures.append((digest.subscriber.email, f"outcome unknown: {exc}"))
+        logger.error(
+            "send to subscriber %d: outcome unknown, NOT retried (`musicbutler sends "
+            "reconcile --date %s --resend|--mark-sent` decides): %s",
+            digest.subscriber.id,
+            day,
+            exc,
+        )
+        return claim.outcome
+    except MailError as exc:
+        with report_lock:
+            _record_failure(
+                ledger, claim, digest, report, str(exc), permanent=exc.permanent, phase=exc.phase
+            )
+        return claim.outcome
+    except Exception as exc:
+        # A bug, not a bad address: release the claim for a retry and stop the day.
+        with report_lock:
+            _record_failure(ledger, claim, digest, report, repr(exc), permanent=False)
+        raise
+    ledger.mark_sent(claim, day, digest.subscriber.id, digest.release_group_mbids)
+    with report_lock:
+        report.sent += 1
+        report.release_groups_announced += len(digest.release_group_mbids)
+    return claim.outcome
 
 
 def _record_failure(

@@ -7,7 +7,7 @@ from datetime import date
 from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Row, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, Row, and_, exists, func, select
 
 from musicbutler_pipeline.domain.listen import ordered
 from musicbutler_pipeline.domain.models import (
@@ -19,11 +19,13 @@ from musicbutler_pipeline.domain.models import (
     Subscriber,
 )
 from musicbutler_pipeline.domain.preferences import Frequency, week_start
+from musicbutler_pipeline.domain.sends import SendState
 from musicbutler_pipeline.warehouse.schema import (
     drops,
     release_group_artists,
     release_group_links,
     release_groups,
+    sends,
     source_pages,
     subscriber_preferences,
     subscribers,
@@ -34,10 +36,20 @@ if TYPE_CHECKING:
 
 
 def iter_digests(
-    engine: Engine, day: date, *, batch_size: int = 500, shard: Shard | None = None
+    engine: Engine,
+    day: date,
+    *,
+    batch_size: int = 500,
+    shard: Shard | None = None,
+    skip_settled: bool = False,
 ) -> Iterator[Digest]:
     """Each subscriber's digest for ``day``, streamed in subscriber-id order; with ``shard``,
     only its subscribers (id modulo the shard count, in the query).
+
+    ``skip_settled`` leaves out, in SQL, subscribers whose email of the day the send ledger has
+    already settled or someone holds (any row but a retryable failure), so a rerun of a sent day
+    reads nothing it would not send. The ledger's claim stays the guarantee: a row written after
+    a batch is read is still caught there.
 
     Reads in batches of subscribers (keyset pagination), each in its own short transaction, so
     memory stays flat in the number of subscribers and no long read holds back the ledger's
@@ -55,6 +67,7 @@ def iter_digests(
                         drops.c.subscriber_id > last_id,
                         *_in_shard(shard),
                     )
+                    .where(*([~_settled(day)] if skip_settled else []))
                     .group_by(drops.c.subscriber_id)
                     .order_by(drops.c.subscriber_id)
                     .limit(batch_size)
@@ -118,6 +131,16 @@ def _in_shard(shard: Shard | None) -> tuple[ColumnElement[bool], ...]:
     if shard is None or shard.is_whole_day:
         return ()
     return (drops.c.subscriber_id % shard.count == shard.index,)
+
+
+def _settled(day: date) -> ColumnElement[bool]:
+    """The drop's subscriber has a send row for ``day`` that no run may claim again."""
+    retryable = and_(sends.c.state == SendState.FAILED, sends.c.permanent_failure.is_(False))
+    return exists().where(
+        sends.c.partition_date == day,
+        sends.c.subscriber_id == drops.c.subscriber_id,
+        ~retryable,
+    )
 
 
 def _unchecked_days(

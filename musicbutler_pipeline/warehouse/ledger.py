@@ -18,25 +18,34 @@ have been (look at the mail server's log before choosing ``--resend`` or ``--mar
 
 from __future__ import annotations
 
+import copy
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Engine,
+    Row,
     RowMapping,
     Select,
+    String,
     Subquery,
+    TextualSelect,
     and_,
+    bindparam,
     case,
     func,
     literal,
     or_,
     select,
+    text,
     update,
 )
+from sqlalchemy.dialects import postgresql
 
 from musicbutler_pipeline.domain.sends import (
     STALE_AFTER,
@@ -52,6 +61,7 @@ from musicbutler_pipeline.domain.sends import (
     SendState,
     UnsentDay,
 )
+from musicbutler_pipeline.domain.shards import Shard
 from musicbutler_pipeline.warehouse.dialect import as_utc, upsert_insert
 from musicbutler_pipeline.warehouse.schema import announcements, drops, sends, subscribers
 
@@ -60,6 +70,72 @@ logger = logging.getLogger(__name__)
 # Whether the process that made a claim is known to be gone: (host, pid) -> bool.
 # ``processes.sender_gone`` answers it for this host.
 SenderGone = Callable[[str, int], bool]
+
+
+def _claim_insert() -> TextualSelect:
+    """The claim: ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` (PostgreSQL, SQLite >= 3.35).
+
+    Spelled as text with typed parameters, built from the table's columns, because SQLAlchemy
+    never caches the dialects' ``insert().on_conflict_do_nothing()`` (``inherit_cache = False``):
+    it compiled that statement afresh for every email, about 1 ms of CPU each.
+    """
+    columns = [
+        sends.c[name]
+        for name in (
+            "partition_date",
+            "subscriber_id",
+            "state",
+            "claim_token",
+            "message_id",
+            "recipient",
+            "release_group_count",
+            "attempts",
+            "claimed_at",
+            "updated_at",
+            "permanent_failure",
+            "run_id",
+            "host",
+            "pid",
+            "code_version",
+        )
+    ]
+    names = ", ".join(column.name for column in columns)
+    placeholders = ", ".join(f":{column.name}" for column in columns)
+    return (
+        text(
+            f"INSERT INTO {sends.name} ({names}) VALUES ({placeholders}) "
+            "ON CONFLICT (partition_date, subscriber_id) DO NOTHING RETURNING id"
+        )
+        .bindparams(*(bindparam(column.name, type_=column.type) for column in columns))
+        .columns(sends.c.id)
+    )
+
+
+_CLAIM_INSERT = _claim_insert()
+
+# PostgreSQL: the sent mark and the announcements in one statement, one round trip, atomic on its
+# own (data-modifying CTEs); the count is 0 when the claim was lost, and then nothing is
+# announced. Text for the reason given in ``_claim_insert``.
+_MARK_SENT_PG = text(
+    f"""
+    WITH marked AS (
+        UPDATE {sends.name}
+        SET state = :sent, phase = :accepted, sent_at = :now, updated_at = :now, error = NULL
+        WHERE id = :send_id AND claim_token = :token AND state = :claimed
+        RETURNING id, subscriber_id, partition_date
+    ), announced AS (
+        INSERT INTO {announcements.name}
+            (subscriber_id, release_group_mbid, partition_date, send_id, announced_at)
+        SELECT marked.subscriber_id, mbid, marked.partition_date, marked.id, :now
+        FROM marked CROSS JOIN unnest(CAST(:mbids AS varchar[])) AS announced_mbids(mbid)
+        ON CONFLICT (subscriber_id, release_group_mbid) DO NOTHING
+    )
+    SELECT count(*) FROM marked
+    """
+).bindparams(
+    bindparam("now", type_=sends.c.updated_at.type),
+    bindparam("mbids", type_=postgresql.ARRAY(String)),
+)
 
 
 class SendLedger:
@@ -75,6 +151,12 @@ class SendLedger:
         self.engine = engine
         self._sender = sender
         self._sender_gone = sender_gone
+
+    def on_engine(self, engine: Engine) -> SendLedger:
+        """The same ledger (same sender) writing through another engine of the same database."""
+        twin = copy.copy(self)
+        twin.engine = engine
+        return twin
 
     @property
     def sender(self) -> Sender:
@@ -107,24 +189,25 @@ class SendLedger:
             "code_version": self.sender.code_version,
         }
         key = and_(sends.c.partition_date == partition_date, sends.c.subscriber_id == subscriber_id)
+        values = {
+            "partition_date": partition_date,
+            "subscriber_id": subscriber_id,
+            "state": SendState.CLAIMED.value,
+            "claim_token": token,
+            "message_id": message_id,
+            "recipient": recipient,
+            "release_group_count": release_group_count,
+            "attempts": 1,
+            "claimed_at": now,
+            "updated_at": now,
+            "permanent_failure": False,
+            **who,
+        }
         with self.engine.begin() as connection:
-            statement = upsert_insert(connection, sends).values(
-                partition_date=partition_date,
-                subscriber_id=subscriber_id,
-                state=SendState.CLAIMED,
-                claim_token=token,
-                message_id=message_id,
-                recipient=recipient,
-                release_group_count=release_group_count,
-                attempts=1,
-                claimed_at=now,
-                updated_at=now,
-                permanent_failure=False,
-                **who,
-            )
-            connection.execute(
-                statement.on_conflict_do_nothing(index_elements=["partition_date", "subscriber_id"])
-            )
+            won = connection.execute(_CLAIM_INSERT, values).first()
+            if won is not None:
+                # The usual case, a first send of the day: one statement.
+                return Claim(ClaimOutcome.CLAIMED, won.id, token)
             # A temporary failure (server down, 4xx) may be retried by a later run: re-claiming it
             # is again one atomic statement that only one contender can win.
             connection.execute(
@@ -146,15 +229,7 @@ class SendLedger:
             row = connection.execute(
                 select(sends.c.id, sends.c.state, sends.c.claim_token).where(key)
             ).one()
-        if row.claim_token == token:
-            return Claim(ClaimOutcome.CLAIMED, row.id, token)
-        if row.state == SendState.SENT:
-            return Claim(ClaimOutcome.ALREADY_SENT, row.id)
-        if row.state == SendState.FAILED:
-            return Claim(ClaimOutcome.FAILED_PERMANENT, row.id)
-        if row.state == SendState.UNKNOWN:
-            return Claim(ClaimOutcome.OUTCOME_UNKNOWN, row.id)
-        return Claim(ClaimOutcome.IN_PROGRESS, row.id)
+        return _claim_of(row, token)
 
     def mark_phase(self, claim: Claim, phase: str) -> None:
         """Record how far the transaction got, for a claim still held (one short commit)."""
@@ -178,42 +253,59 @@ class SendLedger:
     ) -> None:
         """Record the send and every release group it announced, atomically."""
         now = _now()
-        with self.engine.begin() as connection:
-            result = connection.execute(
-                update(sends)
-                .where(
-                    sends.c.id == claim.send_id,
-                    sends.c.claim_token == claim.token,
-                    sends.c.state == SendState.CLAIMED,
-                )
-                .values(
-                    state=SendState.SENT,
-                    phase=SendPhase.ACCEPTED,
-                    sent_at=now,
-                    updated_at=now,
-                    error=None,
-                )
+        mbids = list(release_group_mbids)
+        marked = (
+            update(sends)
+            .where(
+                sends.c.id == claim.send_id,
+                sends.c.claim_token == claim.token,
+                sends.c.state == SendState.CLAIMED,
             )
-            if result.rowcount != 1:
+            .values(
+                state=SendState.SENT,
+                phase=SendPhase.ACCEPTED,
+                sent_at=now,
+                updated_at=now,
+                error=None,
+            )
+        )
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # One statement, one round trip: the UPDATE and the INSERT as data-modifying CTEs
+                # (atomic without a transaction around them).
+                held = connection.execute(
+                    _MARK_SENT_PG,
+                    {
+                        "send_id": claim.send_id,
+                        "token": claim.token,
+                        "sent": SendState.SENT.value,
+                        "claimed": SendState.CLAIMED.value,
+                        "accepted": SendPhase.ACCEPTED.value,
+                        "now": now,
+                        "mbids": mbids,
+                    },
+                ).scalar_one()
+            else:
+                held = connection.execute(marked).rowcount
+                if held == 1 and mbids:
+                    connection.execute(
+                        upsert_insert(connection, announcements).on_conflict_do_nothing(
+                            index_elements=["subscriber_id", "release_group_mbid"]
+                        ),
+                        [
+                            {
+                                "subscriber_id": subscriber_id,
+                                "release_group_mbid": mbid,
+                                "partition_date": partition_date,
+                                "send_id": claim.send_id,
+                                "announced_at": now,
+                            }
+                            for mbid in mbids
+                        ],
+                    )
+            if held != 1:
                 # Only an operator's reconcile can take a claim away; never overwrite it silently.
                 raise LostClaim(f"send {claim.send_id} is no longer held by this sender")
-            rows = [
-                {
-                    "subscriber_id": subscriber_id,
-                    "release_group_mbid": mbid,
-                    "partition_date": partition_date,
-                    "send_id": claim.send_id,
-                    "announced_at": now,
-                }
-                for mbid in release_group_mbids
-            ]
-            if rows:
-                connection.execute(
-                    upsert_insert(connection, announcements).on_conflict_do_nothing(
-                        index_elements=["subscriber_id", "release_group_mbid"]
-                    ),
-                    rows,
-                )
 
     def mark_failed(
         self, claim: Claim, error: str, *, permanent: bool, phase: str | None = None
@@ -246,6 +338,37 @@ class SendLedger:
                 )
                 .values(**values)
             )
+
+    def settled_counts(
+        self, partition_date: date, *, shard: Shard | None = None
+    ) -> Counter[ClaimOutcome]:
+        """How the day's rows of subscribed subscribers that no run may claim again would answer
+        a claim, counted (one grouped query): what ``iter_digests(skip_settled=True)`` skips;
+        with ``shard``, among its subscribers only."""
+        in_shard = (
+            (sends.c.subscriber_id % shard.count == shard.index,)
+            if shard is not None and not shard.is_whole_day
+            else ()
+        )
+        outcome = case(
+            (sends.c.state == SendState.SENT, literal(ClaimOutcome.ALREADY_SENT.value)),
+            (sends.c.state == SendState.UNKNOWN, literal(ClaimOutcome.OUTCOME_UNKNOWN.value)),
+            (sends.c.state == SendState.FAILED, literal(ClaimOutcome.FAILED_PERMANENT.value)),
+            else_=literal(ClaimOutcome.IN_PROGRESS.value),
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(outcome, func.count())
+                .select_from(sends.join(subscribers, subscribers.c.id == sends.c.subscriber_id))
+                .where(
+                    sends.c.partition_date == partition_date,
+                    subscribers.c.unsubscribed_at.is_(None),
+                    ~and_(sends.c.state == SendState.FAILED, sends.c.permanent_failure.is_(False)),
+                    *in_shard,
+                )
+                .group_by(outcome)
+            ).all()
+        return Counter({ClaimOutcome(name): count for name, count in rows})
 
     def day(self, partition_date: date) -> list[SendRow]:
         with self.engine.connect() as connection:
@@ -495,6 +618,19 @@ class SendLedger:
                 .having(func.count() > 1)
             ).all()
         return [(day, subscriber, count) for day, subscriber, count in rows]
+
+
+def _claim_of(row: Row[Any], token: str) -> Claim:
+    """What a send row, read back after a claim attempt with ``token``, means for the sender."""
+    if row.claim_token == token:
+        return Claim(ClaimOutcome.CLAIMED, row.id, token)
+    if row.state == SendState.SENT:
+        return Claim(ClaimOutcome.ALREADY_SENT, row.id)
+    if row.state == SendState.FAILED:
+        return Claim(ClaimOutcome.FAILED_PERMANENT, row.id)
+    if row.state == SendState.UNKNOWN:
+        return Claim(ClaimOutcome.OUTCOME_UNKNOWN, row.id)
+    return Claim(ClaimOutcome.IN_PROGRESS, row.id)
 
 
 def _send_row(columns: RowMapping) -> SendRow:

@@ -69,6 +69,11 @@ class Mailer(ABC):
         moment at which a crash certainly leaves the recipient without a copy.
         """
 
+    @property
+    def connections(self) -> int:
+        """How many messages may be sent at once (from as many threads); most send one."""
+        return 1
+
     def close(self) -> None:  # noqa: B027 - most transports hold nothing open
         """Release any connection."""
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import queue
 import re
 import smtplib
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Sequence
 from email.message import EmailMessage
@@ -143,6 +145,36 @@ class _Unusable(Exception):
     STARTTLS): retrying is pointless, and so is trying the rest of the batch."""
 
 
+class Pacer:
+    """At most ``rate`` SMTP transactions per second, evenly spaced (no bursts), shared by every
+    connection of a mailer: ``?rate=`` is the relay's limit for the whole run, not per connection.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not rate > 0:
+            raise ValueError("rate must be greater than 0 messages per second")
+        self.rate = rate
+        self._sleep = sleep
+        self._clock = clock
+        self._next_at = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        """Wait for this caller's slot; callers get consecutive slots 1/rate apart."""
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next_at)
+            self._next_at = slot + 1.0 / self.rate
+        if slot > now:
+            self._sleep(slot - now)
+
+
 class SmtpMailer(Mailer):
     """SMTP with optional STARTTLS or implicit TLS; one connection reused for a whole batch.
 
@@ -170,11 +202,14 @@ class SmtpMailer(Mailer):
         local_hostname: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        pacer: Pacer | None = None,
     ) -> None:
         if implicit_tls and starttls:
             raise ValueError("smtps:// already uses TLS: starttls does not apply")
         if rate is not None and not rate > 0:
             raise ValueError("rate must be greater than 0 messages per second")
+        if pacer is None and rate is not None:
+            pacer = Pacer(rate, sleep=sleep, clock=clock)
         self.host = host
         self.port = port
         self.implicit_tls = implicit_tls
@@ -191,7 +226,7 @@ class SmtpMailer(Mailer):
         self._clock = clock
         self._connection: _SMTP | _SMTPSSL | None = None
         self._sent_on_connection = 0
-        self._next_send_at = 0.0
+        self._pacer = pacer
         self._unavailable: str | None = None
         self.connections_opened = 0
 
@@ -275,13 +310,8 @@ class SmtpMailer(Mailer):
 
     def _pace(self) -> None:
         """Keep at most ``rate`` SMTP transactions per second, evenly spaced (no bursts)."""
-        if self.rate is None:
-            return
-        now = self._clock()
-        if now < self._next_send_at:
-            self._sleep(self._next_send_at - now)
-            now = self._next_send_at
-        self._next_send_at = now + 1.0 / self.rate
+        if self._pacer is not None:
+            self._pacer.wait()
 
     def _attempt(self, message: EmailMessage, before_body: BeforeBody | None) -> None:
         if self._connection is None:
@@ -442,6 +472,51 @@ class SmtpMailer(Mailer):
             connection.quit()
         except (OSError, smtplib.SMTPException):
             connection.close()
+
+
+class SmtpPool(Mailer):
+    """``?connections=N``: N connections to the same server, used from N threads at once, under
+    one shared ``?rate=`` (as mailing-list servers do: concurrency x rate, up to the relay's
+    limit). Each connection is a ``SmtpMailer`` with its own retries and exactly-once rules
+    (``before_body``, ``MailOutcomeUnknown``); a message goes out on whichever is idle.
+    """
+
+    def __init__(self, members: Sequence[SmtpMailer]) -> None:
+        if not members:
+            raise ValueError("an SMTP pool needs at least one connection")
+        self._members = list(members)
+        self._idle: queue.SimpleQueue[SmtpMailer] = queue.SimpleQueue()
+        for member in self._members:
+            self._idle.put(member)
+
+    @property
+    def connections(self) -> int:
+        return len(self._members)
+
+    @property
+    def connections_opened(self) -> int:
+        return sum(member.connections_opened for member in self._members)
+
+    @property
+    def description(self) -> str:
+        return f"{self._members[0].description} x{len(self._members)} connections"
+
+    def __repr__(self) -> str:
+        return f"SmtpPool({self.description})"
+
+    def send(self, message: EmailMessage, *, before_body: BeforeBody | None = None) -> None:
+        member = self._idle.get()
+        try:
+            # A server one connection found unreachable fails the others' messages at once too,
+            # instead of each connection waiting out its own retries.
+            down = next((m for m in self._members if m._unavailable is not None), member)
+            down.send(message, before_body=before_body)
+        finally:
+            self._idle.put(member)
+
+    def close(self) -> None:
+        for member in self._members:
+            member.close()
 
 
 def _reply_text(code: int, reply: bytes | str) -> str:
