@@ -5,7 +5,7 @@ logs it. So we take an exclusive lock for the instance first (a PostgreSQL advis
 instance's own database when its storage is PostgreSQL, else a file lock in DAGSTER_HOME), then
 run `dagster-daemon run` as a child for as long as we hold it. A second `musicbutler daemon`
 waits or exits; if the lock is lost (the database connection dropped), the child is stopped; if
-we die, even by SIGKILL, the kernel stops the child (Linux: the parent-death signal).
+we die, even by SIGKILL, the kernel kills the child (Linux: the parent-death signal).
 
 The child's output passes through us: Dagster's "Another SCHEDULER daemon is still sending
 heartbeats" line, which it logs at every heartbeat while a second daemon shares the instance

@@ -58,11 +58,13 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-# Run by the child before it becomes ``command``: ask Linux for SIGTERM when the parent dies
+# Run by the child before it becomes ``command``: ask Linux for SIGKILL when the parent dies
 # (PR_SET_PDEATHSIG survives exec), and give up if the parent died before the request was made.
+# SIGKILL, not SIGTERM: a dagster-daemon sent SIGTERM shuts down gracefully, and in a loaded test
+# run one was still running a minute later; with the parent gone, nobody is left to escalate.
 _DIE_WITH_PARENT = """\
 import ctypes, os, signal, sys
-ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
 if os.getppid() != int(sys.argv[1]):
     sys.exit(1)
 os.execv(sys.argv[2], sys.argv[2:])
@@ -70,8 +72,8 @@ os.execv(sys.argv[2], sys.argv[2:])
 
 
 def dying_with_this_process(command: Sequence[str]) -> list[str]:
-    """``command`` (an absolute executable first) wrapped so it is sent SIGTERM when this process
-    dies, however it dies (SIGKILL and OOM included). The process keeps its pid and command line.
+    """``command`` (an absolute executable first) wrapped so it is killed when this process dies,
+    however it dies (SIGKILL and OOM included). The process keeps its pid and command line.
     Elsewhere than Linux, ``command`` unchanged."""
     if sys.platform != "linux":
         return list(command)

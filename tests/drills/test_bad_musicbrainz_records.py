@@ -285,7 +285,9 @@ def test_names_and_titles_stay_in_their_place_in_a_sent_digest(
     assert run.returncode == 0, run.stdout + run.stderr
     [liam] = messages_to(installation.outbox, LIAM)
     size = len(liam.as_bytes())
-    assert size < 40_000, f"{size} bytes"
+    # Liam's digest with listen buttons and the footer's links is about 49 KB; the 200,000
+    # characters of those names, kept, would add four times that (Gmail clips past 102 KB).
+    assert size < 60_000, f"{size} bytes"
     assert "Bcc" not in liam and len(liam.get_all("To") or []) == 1
     [to] = liam["To"].addresses
     assert to.addr_spec == LIAM

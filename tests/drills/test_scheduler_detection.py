@@ -1,7 +1,8 @@
 """Drills: a forgotten second scheduler is seen at the shipped defaults (and a restart is not).
 
-The detection runs in `make test`; the restart (a 75 s quiet watch) runs in `make drills` beside
-the whole matrix (tests/drills/test_scheduler_matrix.py), which CI runs after `make test`.
+Both run in `make drills` (CI runs it after `make test`), beside the whole matrix
+(tests/drills/test_scheduler_matrix.py): the detection takes about two minutes of real daemons,
+the restart a 75 s quiet watch.
 """
 
 import time
@@ -48,6 +49,7 @@ def single_scheduler_failed(site: Site) -> bool:
     return latest is not None and latest.status.value == "FAILED"
 
 
+@pytest.mark.drills_matrix
 def test_two_raw_daemons_at_defaults_are_reported_then_clear(site: Site) -> None:
     site.extra_env["MUSICBUTLER_OPERATOR_EMAIL"] = "ops@example.org"
     first = site.start(*SCHEDULER)

@@ -101,6 +101,8 @@ def test_a_killed_musicbutler_daemon_takes_its_scheduler_with_it(drill: Drill) -
     print(f"\nSIGKILL to musicbutler daemon: its dagster-daemon (pid {scheduler}) stopped too")
 
 
+# About two minutes of real daemons and runs: in `make drills`, which CI runs after `make test`.
+@pytest.mark.drills_matrix
 def test_two_dagster_daemons_still_send_once_and_are_detected(
     drill: Drill, sink: Sink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
