@@ -32,17 +32,20 @@ test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
 # The scheduler-detection matrix: real daemons at the defaults, SQLite and PostgreSQL instances,
-# one host and two (namespaces), three runs each, and the false alarms; prints every delay. And the
+# one host and two (namespaces), two runs each, and the false alarms; prints every delay. And the
 # deployment test: the shipped schedule's real run under a webserver and `musicbutler daemon`; the
 # SMTP retry drill at the shipped backoff; a second scheduler detected and a restart watched for
 # false alarms (one SQLite cell each); two dagster-daemons on one instance still sending once;
-# processes racing to create a fresh Dagster instance; and the Celery drill: 4 shards on two
-# dagster-celery workers, one SIGKILLed mid-shard.
+# processes racing to create a fresh Dagster instance; the Celery drill: 4 shards on two
+# dagster-celery workers, one SIGKILLed mid-shard; a SIGKILL mid-send reconciled; a week of weekly
+# digests under four concurrent runs; idle connections against the web server.
 drills: $(INSTALLED)
 	$(BIN)/python -m pytest -m drills_matrix -s tests/drills/test_scheduler_matrix.py \
 	  tests/integration/test_deployment.py tests/drills/test_smtp_faults.py \
 	  tests/drills/test_scheduler_detection.py tests/drills/test_instance_race.py \
-	  tests/drills/test_celery_executor.py tests/drills/test_schedulers.py
+	  tests/drills/test_celery_executor.py tests/drills/test_schedulers.py \
+	  tests/drills/test_crash.py tests/drills/test_weekly_digest.py \
+	  tests/drills/test_web_idle_connections.py
 
 # ruff, pyright (standard mode) and the import contracts of pyproject.toml; pre-commit runs the same.
 lint: $(INSTALLED)

@@ -5,6 +5,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from musicbutler_pipeline.warehouse.schema import announcements
@@ -15,6 +16,8 @@ EMAILS_OWED = 38
 KILLED_AT = 10  # the sink holds the 10th message unanswered while the sender is killed
 
 
+# Real processes for half a minute or more: in `make drills`, which CI runs after `make test`.
+@pytest.mark.drills_matrix
 def test_sigkill_mid_batch_never_doubles_and_is_reconciled(
     tmp_path: Path, postgres_database: Callable[[], str]
 ) -> None:

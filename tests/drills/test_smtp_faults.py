@@ -194,7 +194,8 @@ def test_faults_before_the_end_of_data_are_retried(
     "backoff_seconds",
     [
         # The user settings shorten the backoff (2 s doubling to 10 s); the tick interval stays.
-        pytest.param(2, id="short-backoff-setting"),
+        # In `make drills` too (CI runs it after `make test`): a minute of real processes.
+        pytest.param(2, id="short-backoff-setting", marks=pytest.mark.drills_matrix),
         # Shipped defaults: the retry is due 5 min after the failure, ticks every 60 s.
         pytest.param(
             None, id="shipped-defaults", marks=[pytest.mark.drills_matrix, pytest.mark.timeout(900)]

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.drills.environment import REPO, wait_for
 
@@ -57,6 +58,8 @@ def _healthy(url: str) -> bool:
         return False
 
 
+# Real processes for half a minute or more: in `make drills`, which CI runs after `make test`.
+@pytest.mark.drills_matrix
 def test_idle_connections_under_a_low_descriptor_limit(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MUSICBUTLER_", "DAGSTER_"))}
     env.update(

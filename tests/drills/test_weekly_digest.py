@@ -8,6 +8,7 @@ import uuid
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from musicbutler_pipeline.domain.models import CreditedArtist, ReleaseGroup
@@ -42,6 +43,8 @@ def _single(day: date) -> ReleaseGroup:
     )
 
 
+# Real processes for half a minute or more: in `make drills`, which CI runs after `make test`.
+@pytest.mark.drills_matrix
 def test_a_week_with_a_rerun_and_four_concurrent_runs_sends_one_weekly_digest(
     drill: Drill, sink: Sink
 ) -> None:
