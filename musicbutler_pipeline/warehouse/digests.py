@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, Row, and_, exists, func, select
 
-from musicbutler_pipeline.domain.listen import ordered
 from musicbutler_pipeline.domain.models import (
     CreditedArtist,
     Digest,
@@ -20,10 +19,10 @@ from musicbutler_pipeline.domain.models import (
 )
 from musicbutler_pipeline.domain.preferences import Frequency, week_start
 from musicbutler_pipeline.domain.sends import SendState
+from musicbutler_pipeline.warehouse.links import listen_links_of
 from musicbutler_pipeline.warehouse.schema import (
     drops,
     release_group_artists,
-    release_group_links,
     release_groups,
     sends,
     source_pages,
@@ -166,20 +165,12 @@ def _listen_links(
     connection: Connection, day: date, subscriber_ids: Sequence[int]
 ) -> dict[str, tuple[ListenLink, ...]]:
     """The listen links of the release groups owed to ``subscriber_ids`` on ``day``."""
-    owed = select(drops.c.release_group_mbid).where(
-        drops.c.partition_date == day, drops.c.subscriber_id.in_(subscriber_ids)
+    return listen_links_of(
+        connection,
+        select(drops.c.release_group_mbid).where(
+            drops.c.partition_date == day, drops.c.subscriber_id.in_(subscriber_ids)
+        ),
     )
-    rows = connection.execute(
-        select(
-            release_group_links.c.release_group_mbid,
-            release_group_links.c.service,
-            release_group_links.c.url,
-        ).where(release_group_links.c.release_group_mbid.in_(owed))
-    ).all()
-    links: dict[str, list[ListenLink]] = {}
-    for row in rows:
-        links.setdefault(row.release_group_mbid, []).append(ListenLink(row.service, row.url))
-    return {mbid: ordered(group) for mbid, group in links.items()}
 
 
 def _digest_from_rows(

@@ -15,14 +15,12 @@ from datetime import UTC, date, datetime
 from sqlalchemy import Connection, Engine, exists, select, update
 
 from musicbutler_pipeline.domain.feeds import FeedRelease, SubscriberFeed
-from musicbutler_pipeline.domain.listen import ordered
-from musicbutler_pipeline.domain.models import ListenLink
 from musicbutler_pipeline.warehouse.dialect import PARAMETER_CHUNK, as_utc, upsert_insert
+from musicbutler_pipeline.warehouse.links import listen_links_of
 from musicbutler_pipeline.warehouse.schema import (
     announcements,
     drops,
     feed_tokens,
-    release_group_links,
     release_groups,
     subscribers,
 )
@@ -127,15 +125,7 @@ def read_feed(engine: Engine, secret: str, *, since: date) -> SubscriberFeed | N
             announcements.c.subscriber_id == subscriber_id,
             announcements.c.partition_date >= since,
         )
-        links: dict[str, list[ListenLink]] = {}
-        for link in connection.execute(
-            select(
-                release_group_links.c.release_group_mbid,
-                release_group_links.c.service,
-                release_group_links.c.url,
-            ).where(release_group_links.c.release_group_mbid.in_(announced))
-        ):
-            links.setdefault(link.release_group_mbid, []).append(ListenLink(link.service, link.url))
+        links = listen_links_of(connection, announced)
     releases = tuple(
         FeedRelease(
             mbid=row.mbid,
@@ -148,7 +138,7 @@ def read_feed(engine: Engine, secret: str, *, since: date) -> SubscriberFeed | N
             first_release_date=row.first_release_date,
             partition_date=row.partition_date,
             announced_at=as_utc(row.announced_at),
-            listen_links=ordered(links.get(row.mbid, ())),
+            listen_links=links.get(row.mbid, ()),
         )
         for row in rows
     )

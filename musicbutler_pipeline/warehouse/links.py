@@ -5,12 +5,30 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 
-from sqlalchemy import Connection, and_, delete, insert, not_, select
+from sqlalchemy import Connection, Select, and_, delete, insert, not_, select
 
+from musicbutler_pipeline.domain.listen import ordered
 from musicbutler_pipeline.domain.models import ListenLink
 from musicbutler_pipeline.warehouse.schema import drops, release_group_links
 
 _CHUNK = 500
+
+
+def listen_links_of(
+    connection: Connection, release_group_mbids: Select[tuple[str]]
+) -> dict[str, tuple[ListenLink, ...]]:
+    """The stored listen links of the release groups ``release_group_mbids`` selects, each
+    group's in the order a digest shows them; a release group without links is left out."""
+    links: dict[str, list[ListenLink]] = {}
+    for row in connection.execute(
+        select(
+            release_group_links.c.release_group_mbid,
+            release_group_links.c.service,
+            release_group_links.c.url,
+        ).where(release_group_links.c.release_group_mbid.in_(release_group_mbids))
+    ):
+        links.setdefault(row.release_group_mbid, []).append(ListenLink(row.service, row.url))
+    return {mbid: ordered(group) for mbid, group in links.items()}
 
 
 def owed_release_groups(connection: Connection, day: date) -> list[str]:
