@@ -126,9 +126,10 @@ def test_rejected_addresses_and_unknown_outcomes_are_not_retried(sqlite_engine: 
 
 
 def test_never_past_the_stale_point(sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    three_days_ago = TODAY - timedelta(days=3)
-    _fail(sqlite_engine, "ana@example.com", day=three_days_ago)
     later = datetime.now(UTC) + timedelta(minutes=10)
+    # Counted from the tick's own day: ten minutes on may already be tomorrow in UTC.
+    three_days_ago = latest_partition_day(later) - timedelta(days=3)
+    _fail(sqlite_engine, "ana@example.com", day=three_days_ago)
     with DagsterInstance.ephemeral() as instance:
         assert _requests(_tick(sqlite_engine, instance, later)) == []  # default: 2 days
         monkeypatch.setenv("MUSICBUTLER_MAX_SEND_AGE_DAYS", "3")
