@@ -35,6 +35,7 @@ from musicbutler_pipeline.resources import (
 )
 from musicbutler_pipeline.warehouse.imports import import_library, import_subscribers
 from tests.builders import add_subscriber, follow, release_group, store_releases
+from tests.clock import pin_today
 
 pytest_plugins = ["tests.fixtures.smtp"]
 
@@ -151,10 +152,12 @@ def test_retry_after_a_temporary_failure_materializes_what_it_sent(
 
 
 def test_a_day_older_than_the_max_send_age_is_refused_unless_allowed(
-    sample_warehouse: Engine, tmp_path: Path
+    sample_warehouse: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     outbox = tmp_path / "outbox"
-    age = (latest_partition_day() - SAMPLE_DAY).days
+    today = latest_partition_day()
+    pin_today(monkeypatch, today)  # the asset reads today itself
+    age = (today - SAMPLE_DAY).days
     assert age > 2  # the sample day is in the past; the default max age is 2 days
     with DagsterInstance.ephemeral() as instance:
         refused = _sample_run(sample_warehouse, outbox.as_uri(), instance, tags={})
@@ -189,9 +192,9 @@ def test_a_day_older_than_the_max_send_age_is_refused_unless_allowed(
 def test_the_max_send_age_is_a_setting(
     sample_warehouse: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(
-        "MUSICBUTLER_MAX_SEND_AGE_DAYS", str((latest_partition_day() - SAMPLE_DAY).days)
-    )
+    today = latest_partition_day()
+    pin_today(monkeypatch, today)  # the asset reads today itself
+    monkeypatch.setenv("MUSICBUTLER_MAX_SEND_AGE_DAYS", str((today - SAMPLE_DAY).days))
     outbox = tmp_path / "outbox"
     with DagsterInstance.ephemeral() as instance:
         assert _sample_run(sample_warehouse, outbox.as_uri(), instance, tags={}).success

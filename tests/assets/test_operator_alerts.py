@@ -142,8 +142,9 @@ def test_a_day_not_sent_by_its_deadline_emails_the_operator_once(
     assert f"by {day_end + timedelta(hours=6):%Y-%m-%d %H:%M} UTC" in message.get_content()
     assert "1 never attempted" in message.get_content()
 
-    # Another day is its own alert; the deadline is a setting read at each tick.
-    today = latest_partition_day()
+    # Another day is its own alert; the deadline is a setting read at each tick. The day after
+    # `yesterday`, not the clock's today again: midnight UTC may have passed since.
+    today = yesterday + timedelta(days=1)
     _owed_unsent(sqlite_engine, today, "today@example.org")
     monkeypatch.setenv("MUSICBUTLER_SEND_DEADLINE_HOURS", "0")
     tomorrow = day_end + timedelta(days=1)

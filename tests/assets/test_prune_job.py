@@ -14,6 +14,7 @@ from musicbutler_pipeline.warehouse.engine import make_engine
 from musicbutler_pipeline.warehouse.migrate import upgrade
 from musicbutler_pipeline.warehouse.schema import drops
 from tests.builders import add_subscriber, mbid
+from tests.clock import pin_today
 
 
 def test_the_prune_schedule_runs_daily_at_0405_utc_and_is_on() -> None:
@@ -31,6 +32,7 @@ def test_a_prune_run_deletes_old_drops_and_reports_the_counts(
     upgrade(engine)
     ana = add_subscriber(engine, "ana@example.com")
     today = latest_partition_day()
+    pin_today(monkeypatch, today)  # the op reads today itself
     with engine.begin() as connection:
         connection.execute(
             drops.insert(),

@@ -79,11 +79,12 @@ def test_demo_twice_in_a_fresh_folder(tmp_path: Path) -> None:
 
 
 def test_bad_dates_are_refused_in_one_line(tmp_path: Path) -> None:
-    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    # Two days on: tomorrow is today for a command started after midnight UTC.
+    future = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
     for value, problem in (
         ("23-11-2026", "YYYY-MM-DD"),
         ("2026-02-30", "not a calendar date"),
-        (tomorrow, "in the future"),
+        (future, "in the future"),
     ):
         result = musicbutler("run", "--date", value, cwd=tmp_path)
         assert result.returncode == 2
@@ -301,13 +302,14 @@ def test_sends_takes_the_date_before_or_after_reconcile(after_the_demo: Path) ->
 
 
 def test_a_future_date_is_refused_only_where_it_would_run_or_send(after_the_demo: Path) -> None:
-    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
-    ledger = musicbutler("sends", "--date", tomorrow, cwd=after_the_demo)
+    # Two days on: tomorrow is today for a command started after midnight UTC.
+    future = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
+    ledger = musicbutler("sends", "--date", future, cwd=after_the_demo)
     assert ledger.returncode == 0, ledger.stderr
-    assert f"0 send(s) for {tomorrow}" in ledger.stdout
+    assert f"0 send(s) for {future}" in ledger.stdout
     for args in (
-        ("run", "--date", tomorrow),
-        ("sends", "reconcile", "--date", tomorrow, "--resend"),
+        ("run", "--date", future),
+        ("sends", "reconcile", "--date", future, "--resend"),
     ):
         refused = musicbutler(*args, cwd=after_the_demo)
         assert refused.returncode == 2

@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import ColumnElement, Engine, func, insert, select, text
 
 from musicbutler_pipeline.cli import main
-from musicbutler_pipeline.partitions import latest_partition_day
 from musicbutler_pipeline.warehouse.retention import prune_warehouse
 from musicbutler_pipeline.warehouse.schema import announcements, drops, sends, source_pages
 from tests.builders import NOW, add_subscriber, mbid, record_sent_email
+from tests.clock import pin_today
 
 TODAY = date(2026, 12, 1)
 
@@ -154,18 +154,18 @@ def test_musicbutler_prune_dry_run_then_prune(
     monkeypatch.setenv("MUSICBUTLER_KEEP_DROPS_DAYS", "30")
     engine = make_engine(sqlite_url)
     upgrade(engine)
-    today = latest_partition_day()
-    _fill(engine, today)
+    pin_today(monkeypatch, TODAY)  # `musicbutler prune` reads today itself
+    _fill(engine)
 
     assert main(["prune", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert f"drops: would delete 18 rows of days before {_ago(30, today)}" in out
-    assert f"source_pages: would delete 4 rows of days before {_ago(30, today)}" in out
-    assert _ages(engine, drops.c.partition_date, today) == {120: 6, 91: 6, 90: 6, 3: 6}
+    assert f"drops: would delete 18 rows of days before {_ago(30)}" in out
+    assert f"source_pages: would delete 4 rows of days before {_ago(30)}" in out
+    assert _ages(engine, drops.c.partition_date) == {120: 6, 91: 6, 90: 6, 3: 6}
 
     assert main(["prune"]) == 0
     assert "drops: deleted 18 rows" in capsys.readouterr().out
-    assert _ages(engine, drops.c.partition_date, today) == {3: 6}
+    assert _ages(engine, drops.c.partition_date) == {3: 6}
     assert _ledger(engine) == (1, 3)
     engine.dispose()
 
