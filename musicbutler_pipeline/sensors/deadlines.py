@@ -1,10 +1,11 @@
 """A day whose owed emails are not all sent by its deadline e-mails the operator, once per day.
 
 The deadline is ``MUSICBUTLER_SEND_DEADLINE_HOURS`` (default 6) after the partition's end, read at
-each tick. Days from ``MUSICBUTLER_MAX_SEND_AGE_DAYS`` + 1 ago to today are looked at: an older
-day was told about when its deadline passed. Rejected addresses alone do not count (the
-`every_owed_email_sent` check warns about them); temporary failures, unknown outcomes, claims
-without outcome and emails never attempted do.
+each tick. A day is looked at until ``MUSICBUTLER_MAX_SEND_AGE_DAYS`` + 1 days after its deadline
+(counted from the deadline, not from today: a deadline of up to 720 hours may pass when the day
+is older than the max send age); by then it was told about when its deadline passed. Rejected
+addresses alone do not count (the `every_owed_email_sent` check warns about them); temporary
+failures, unknown outcomes, claims without outcome and emails never attempted do.
 
 A day no run sent at all (no materialization of drop_notifications: the day's run never started,
 or failed before its drops were computed) owes nothing in the ledger, so it is looked for in
@@ -58,8 +59,10 @@ def build_send_deadline_sensor(
         now = clock()
         settings = warehouse.environment()
         today = latest_partition_day(now)
-        oldest = today - timedelta(days=settings.max_send_age_days + 1)
         allowed = timedelta(hours=settings.send_deadline_hours)
+        # The day of `now - allowed` is the first whose deadline is still to come.
+        first_not_due = latest_partition_day(now - allowed)
+        oldest = first_not_due - timedelta(days=settings.max_send_age_days + 1)
         late = []
         for day in SendLedger(warehouse.engine).unsent_days(oldest, today):
             deadline = _deadline(day.partition_date, allowed)

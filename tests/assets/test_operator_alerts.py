@@ -196,3 +196,25 @@ def test_a_day_no_run_sent_emails_the_operator_once_its_deadline_passes(
         # A new installation is not told about the days before its sensor first ticked.
         assert tick(None)[0].startswith("every day from")
         assert len(_mail(outbox)) == 1
+
+
+def test_a_deadline_past_the_max_send_age_still_emails_the_operator(
+    sqlite_engine: Engine, outbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MUSICBUTLER_SEND_DEADLINE_HOURS may be up to 720: a deadline four days after the day ends
+    is past MUSICBUTLER_MAX_SEND_AGE_DAYS=2, and the day is still looked at when it passes."""
+    monkeypatch.setenv("MUSICBUTLER_SEND_DEADLINE_HOURS", "96")
+    day = date(2026, 11, 23)
+    _owed_unsent(sqlite_engine, day, "late@example.org")
+    deadline = datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC) + timedelta(hours=96)
+    early = _deadline_tick(sqlite_engine, outbox, deadline - timedelta(seconds=1))
+    assert "is sent" in str(early.skip_message)
+    late = _deadline_tick(sqlite_engine, outbox, deadline)
+    assert str(late.skip_message) == f"past the send deadline with owed emails unsent: {day}"
+    # Looked at for MUSICBUTLER_MAX_SEND_AGE_DAYS + 1 days after its deadline, told once.
+    still = _deadline_tick(sqlite_engine, outbox, deadline + timedelta(days=3, seconds=-1))
+    assert str(still.skip_message) == str(late.skip_message)
+    gone = _deadline_tick(sqlite_engine, outbox, deadline + timedelta(days=3))
+    assert str(gone.skip_message).startswith("every day from 2026-11-24 ")
+    [message] = _mail(outbox)
+    assert message["Subject"] == f"[MusicButler] {day}: owed emails not all sent by the deadline"
