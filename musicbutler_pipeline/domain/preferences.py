@@ -146,25 +146,27 @@ def shown(text: str) -> str:
 
 
 def parse_release_types(text: str) -> frozenset[ReleaseType]:
-    """``album,single,EP`` (any case, spaces allowed) -> the set; ``all`` is every type
-    (broadcasts included), ``default`` what a subscriber who never chose gets."""
+    """``album,single,EP`` (any case, spaces allowed) -> the set. ``all`` is every type
+    (broadcasts included) and ``default`` what a subscriber who never chose gets, each usable
+    among the others: ``default,broadcast``."""
     names = [name.strip().lower() for name in text.split(",") if name.strip()]
-    if names == ["all"]:
-        return ALL_RELEASE_TYPES
-    if names == ["default"]:
-        return DEFAULT_RELEASE_TYPES
     if not names:
         raise PreferenceError(
             f"types {shown(text)}: name at least one of {', '.join(t.value for t in ReleaseType)}"
         )
+    groups = {"all": ALL_RELEASE_TYPES, "default": DEFAULT_RELEASE_TYPES}
     allowed = {t.value for t in ReleaseType}
-    unknown = [name for name in names if name not in allowed]
+    unknown = [name for name in names if name not in allowed and name not in groups]
     if unknown:
         raise PreferenceError(
             f"types {shown(text)}: {shown(unknown[0])} is not one of "
-            f"{', '.join(t.value for t in ReleaseType)}"
+            f"{', '.join(t.value for t in ReleaseType)} (or all, default)"
         )
-    return frozenset(ReleaseType(name) for name in names)
+    return frozenset(
+        kind
+        for name in names
+        for kind in (groups[name] if name in groups else (ReleaseType(name),))
+    )
 
 
 def parse_on_off(text: str, what: str = "appearances") -> bool:

@@ -97,6 +97,7 @@ def test_release_types_any_case_and_all() -> None:
     assert parse_release_types("default") == DEFAULT_RELEASE_TYPES
     assert parse_release_types("album,Broadcast") == {A, B}
     assert B not in parse_release_types("default") and B in parse_release_types("all")
+    assert parse_release_types("default, Broadcast") == ALL_RELEASE_TYPES
     assert parse_on_off("OFF") is False
     with pytest.raises(PreferenceError, match="appearances 'sometimes': use on or off"):
         parse_on_off("sometimes")
