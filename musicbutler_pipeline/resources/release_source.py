@@ -83,12 +83,11 @@ class MusicBrainzReleaseSource(ReleaseSourceResource, HttpClientConfig, UsesSett
 
     def client(self) -> MusicBrainzClient:
         settings = self.require_configuration()
-        url = self.url or settings.musicbrainz_url
-        parts = urlsplit(url)
-        if parts.scheme == "file":
-            return replay_client(Path(unquote(parts.path)), lookback_days=self.lookback_days)
+        root = self._recorded_root()
+        if root is not None:
+            return replay_client(root, lookback_days=self.lookback_days)
         return MusicBrainzClient(
-            url,
+            self.url or settings.musicbrainz_url,
             contact=self.contact or settings.contact or "",
             rate=self.rate or settings.musicbrainz_rate,
             lookback_days=self.lookback_days,

@@ -176,8 +176,8 @@ _TYPE_LABELS = {
     prefs.ReleaseType.COMPILATION: "Compilations",
     prefs.ReleaseType.LIVE: "Live",
     prefs.ReleaseType.REMIX: "Remixes",
-    prefs.ReleaseType.OTHER: "Other",
-    prefs.ReleaseType.BROADCAST: "Broadcasts and other primary types",
+    prefs.ReleaseType.OTHER: "Other (soundtracks, DJ mixes, …)",
+    prefs.ReleaseType.BROADCAST: "Broadcasts and other primary types (radio, podcasts, …)",
 }
 
 
