@@ -524,7 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "prefs",
         "show, or set then show, a subscriber's preferences",
-        "Release types are album, single, ep, compilation, live, remix, other (or all); a "
+        "Release types are album, single, ep, compilation, live, remix, other, broadcast "
+        "(or all; default is all but broadcast, and selecting broadcast widens the daily "
+        "MusicBrainz search for everyone); a "
         "release group is announced only when each of its types is chosen, so without live no "
         "live album is. Appearances off: only releases a followed artist is credited first on. "
         "A blocked artist is never the reason for an announcement, whatever the library says. "

@@ -3,6 +3,7 @@ from datetime import UTC, datetime
 from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
 from musicbutler_pipeline.assets.metadata import column_schema, markdown_table
+from musicbutler_pipeline.domain.preferences import ReleaseType
 from musicbutler_pipeline.partitions import daily_partitions
 from musicbutler_pipeline.resources import ReleaseSourceResource, WarehouseResource
 from musicbutler_pipeline.settings import SettingsError
@@ -10,6 +11,7 @@ from musicbutler_pipeline.sources.http import SourceError
 from musicbutler_pipeline.sources.musicbrainz import SOURCE_NAME
 from musicbutler_pipeline.warehouse.dialect import serialized_write
 from musicbutler_pipeline.warehouse.pages import replace_source_pages
+from musicbutler_pipeline.warehouse.preferences import subscribers_selecting
 from musicbutler_pipeline.warehouse.releases import claim_release_groups
 from musicbutler_pipeline.warehouse.schema import release_groups
 
@@ -23,13 +25,15 @@ MUSICBRAINZ_POOL = "musicbrainz"
     group_name="musicbutler",
     kinds={"sql", "musicbrainz"},
     owners=["team:data"],
-    code_version="releases-1",
+    code_version="releases-2",
     metadata={"dagster/column_schema": column_schema(release_groups)},
     pool=MUSICBRAINZ_POOL,
     description=(
         "Release groups announced on the partition's day (MusicBrainz, searched by date with a "
         "lookback window): those first released exactly that day, plus those of the window "
-        "entered late that no earlier partition owns. The raw pages are stored with them."
+        "entered late that no earlier partition owns. The raw pages are stored with them. "
+        "The search asks for the primary types Broadcast and Other too only while some "
+        "subscriber selects the release type broadcast."
     ),
 )
 def artist_releases(
@@ -38,10 +42,13 @@ def artist_releases(
     release_source: ReleaseSourceResource,
 ) -> MaterializeResult:
     day = context.partition_time_window.start.date()
+    # Widening costs requests for everyone (docs/preferences.md): only while someone wants it.
+    with warehouse.engine.connect() as connection:
+        wanting_broadcasts = subscribers_selecting(connection, ReleaseType.BROADCAST)
     # Every page is fetched before anything is written: a page that keeps failing fails the
     # asset and leaves the partition's previous rows exactly as they were.
     try:
-        fetched = release_source.fetch(day)
+        fetched = release_source.fetch(day, widened=wanting_broadcasts > 0)
     except (SettingsError, SourceError) as exc:
         # One plain line for the operator (the URL and status, or the variable to set) rather
         # than a traceback; nothing has been written.
@@ -63,13 +70,21 @@ def artist_releases(
             fetched.records_skipped,
             ", ".join(fetched.skipped_ids[:20]),
         )
+    if wanting_broadcasts and not fetched.widened:
+        context.log.warning(
+            "%d subscribers select broadcasts but %s cannot search for them (recorded pages of "
+            "the narrow search): fetched without them",
+            wanting_broadcasts,
+            fetched.source,
+        )
     context.log.info(
-        "%s: %d release groups (%d dated that day, %d entered late) from %d requests",
+        "%s: %d release groups (%d dated that day, %d entered late) from %d requests, %s",
         day,
         len(claim.owned),
         claim.dated_on_day,
         claim.added_late,
         fetched.requests,
+        _query_note(fetched.widened, wanting_broadcasts),
     )
     preview = sorted(claim.owned, key=lambda group: (group.credit.lower(), group.title))
     return MaterializeResult(
@@ -91,6 +106,10 @@ def artist_releases(
             "skipped_record_ids": ", ".join(fetched.skipped_ids[:50]),
             "records_without_exact_date": fetched.not_exact_date,
             "requests": fetched.requests,
+            "query": fetched.pages[0].query if fetched.pages else "",
+            "query_widened": fetched.widened,
+            "query_widened_why": _query_note(fetched.widened, wanting_broadcasts),
+            "subscribers_selecting_broadcast": wanting_broadcasts,
             "pages_stored": pages,
             "source": fetched.source,
             "pages": MetadataValue.md(
@@ -113,3 +132,14 @@ def artist_releases(
             ),
         }
     )
+
+
+def _query_note(widened: bool, wanting_broadcasts: int) -> str:
+    if widened:
+        return f"search widened to broadcasts for {wanting_broadcasts} subscribers who select them"
+    if wanting_broadcasts:
+        return (
+            f"search not widened although {wanting_broadcasts} subscribers select broadcasts: "
+            "the source has only the narrow search"
+        )
+    return "narrow search: no subscriber selects broadcasts"

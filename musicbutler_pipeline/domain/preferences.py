@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from enum import StrEnum
 
-from musicbutler_pipeline.domain.rules import InvalidInput, normalize_mbid
+from musicbutler_pipeline.domain.rules import InvalidInput, normalize_mbid, shorten
 
 
 class PreferenceError(ValueError):
@@ -20,8 +20,9 @@ class PreferenceError(ValueError):
 
 class ReleaseType(StrEnum):
     """What a release group's kinds are filtered by. MusicBrainz primary types Album, Single and
-    EP; its secondary types Compilation, Live and Remix; every other kind (primary Other,
-    Broadcast or none; secondary Soundtrack, DJ-mix, Demo, ...) is ``other``."""
+    EP; primary types Broadcast and Other (radio shows, podcasts, interviews, audiobooks) are
+    ``broadcast``; its secondary types Compilation, Live and Remix; every other kind (no primary
+    type; secondary Soundtrack, DJ-mix, Demo, ...) is ``other``."""
 
     ALBUM = "album"
     SINGLE = "single"
@@ -30,10 +31,17 @@ class ReleaseType(StrEnum):
     LIVE = "live"
     REMIX = "remix"
     OTHER = "other"
+    BROADCAST = "broadcast"
 
 
 # Primary and secondary MusicBrainz type names (lower case) that have a kind of their own.
-PRIMARY_KINDS = {"album": ReleaseType.ALBUM, "single": ReleaseType.SINGLE, "ep": ReleaseType.EP}
+PRIMARY_KINDS = {
+    "album": ReleaseType.ALBUM,
+    "single": ReleaseType.SINGLE,
+    "ep": ReleaseType.EP,
+    "broadcast": ReleaseType.BROADCAST,
+    "other": ReleaseType.BROADCAST,
+}
 SECONDARY_KINDS = {
     "compilation": ReleaseType.COMPILATION,
     "live": ReleaseType.LIVE,
@@ -41,6 +49,11 @@ SECONDARY_KINDS = {
 }
 
 ALL_RELEASE_TYPES = frozenset(ReleaseType)
+# What a subscriber who never chose gets: what was announced before preferences existed. Not
+# broadcasts: the daily search fetches them only when someone selects them (docs/preferences.md).
+DEFAULT_RELEASE_TYPES = ALL_RELEASE_TYPES - {ReleaseType.BROADCAST}
+# Values shown in an error message are cut to this: a form field or CSV cell can be long.
+_SHOWN_VALUE = 60
 
 
 class Frequency(StrEnum):
@@ -63,10 +76,10 @@ def release_kinds(primary_type: str | None, secondary_types: tuple[str, ...]) ->
 
 @dataclass(frozen=True, slots=True)
 class Preferences:
-    """Defaults are what was announced before preferences existed: every type (the MusicBrainz
-    query decides what is fetched), appearances included, daily."""
+    """Defaults are what was announced before preferences existed: every type but broadcasts
+    (the MusicBrainz query decides what is fetched), appearances included, daily."""
 
-    release_types: frozenset[ReleaseType] = ALL_RELEASE_TYPES
+    release_types: frozenset[ReleaseType] = DEFAULT_RELEASE_TYPES
     appearances: bool = True
     frequency: Frequency = Frequency.DAILY
     weekday: str | None = None  # one of WEEKDAYS; set exactly when frequency is weekly
@@ -127,23 +140,33 @@ class Preferences:
         ]
 
 
+def shown(text: str) -> str:
+    """``repr(text)``, cut short: how a bad value is quoted in a one-line error."""
+    return repr(shorten(text, _SHOWN_VALUE))
+
+
 def parse_release_types(text: str) -> frozenset[ReleaseType]:
-    """``album,single,EP`` (any case, spaces allowed) -> the set; ``all`` is every type."""
+    """``album,single,EP`` (any case, spaces allowed) -> the set. ``all`` is every type
+    (broadcasts included) and ``default`` what a subscriber who never chose gets, each usable
+    among the others: ``default,broadcast``."""
     names = [name.strip().lower() for name in text.split(",") if name.strip()]
-    if names == ["all"]:
-        return ALL_RELEASE_TYPES
     if not names:
         raise PreferenceError(
-            f"types {text!r}: name at least one of {', '.join(t.value for t in ReleaseType)}"
+            f"types {shown(text)}: name at least one of {', '.join(t.value for t in ReleaseType)}"
         )
+    groups = {"all": ALL_RELEASE_TYPES, "default": DEFAULT_RELEASE_TYPES}
     allowed = {t.value for t in ReleaseType}
-    unknown = [name for name in names if name not in allowed]
+    unknown = [name for name in names if name not in allowed and name not in groups]
     if unknown:
         raise PreferenceError(
-            f"types {text!r}: {unknown[0]!r} is not one of "
-            f"{', '.join(t.value for t in ReleaseType)}"
+            f"types {shown(text)}: {shown(unknown[0])} is not one of "
+            f"{', '.join(t.value for t in ReleaseType)} (or all, default)"
         )
-    return frozenset(ReleaseType(name) for name in names)
+    return frozenset(
+        kind
+        for name in names
+        for kind in (groups[name] if name in groups else (ReleaseType(name),))
+    )
 
 
 def parse_on_off(text: str, what: str = "appearances") -> bool:
@@ -152,7 +175,7 @@ def parse_on_off(text: str, what: str = "appearances") -> bool:
         return True
     if value in ("off", "no", "false", "0"):
         return False
-    raise PreferenceError(f"{what} {text!r}: use on or off")
+    raise PreferenceError(f"{what} {shown(text)}: use on or off")
 
 
 def parse_frequency(text: str) -> Frequency:
@@ -160,13 +183,13 @@ def parse_frequency(text: str) -> Frequency:
     try:
         return Frequency(value)
     except ValueError:
-        raise PreferenceError(f"frequency {text!r}: use daily or weekly") from None
+        raise PreferenceError(f"frequency {shown(text)}: use daily or weekly") from None
 
 
 def parse_weekday(text: str) -> str:
     value = text.strip().lower()
     if value not in WEEKDAYS:
-        raise PreferenceError(f"weekday {text!r}: use one of monday..sunday")
+        raise PreferenceError(f"weekday {shown(text)}: use one of monday..sunday")
     return value
 
 
@@ -175,7 +198,7 @@ def parse_artist_mbid(text: str) -> str:
         return normalize_mbid(text)
     except InvalidInput:
         raise PreferenceError(
-            f"artist MBID {text!r}: not a MusicBrainz identifier (a UUID)"
+            f"artist MBID {shown(text)}: not a MusicBrainz identifier (a UUID)"
         ) from None
 
 

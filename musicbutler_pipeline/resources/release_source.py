@@ -15,6 +15,7 @@ from musicbutler_pipeline.sources.musicbrainz import (
     MusicBrainzClient,
     ReleaseFetch,
     bundled_snapshot_root,
+    fetch_recorded,
     replay_client,
 )
 from musicbutler_pipeline.sources.musicbrainz_links import ListenLinkFetch, lookup_listen_links
@@ -34,9 +35,10 @@ class ReleaseSourceResource(ConfigurableResource, ABC):
     )
 
     @abstractmethod
-    def fetch(self, day: date) -> ReleaseFetch:
+    def fetch(self, day: date, *, widened: bool = False) -> ReleaseFetch:
         """The release groups dated exactly on a day of ``[day - lookback_days, day]``, with the
-        raw pages they came from."""
+        raw pages they came from; ``widened`` asks for the broadcast primary types too (a
+        recorded source may not have them: the fetch's ``widened`` says what was asked)."""
 
     def fetch_listen_links(self, release_group_mbids: Sequence[str]) -> ListenLinkFetch:
         """The listen links of each of ``release_group_mbids``. A source that has none (a test
@@ -75,14 +77,17 @@ class MusicBrainzReleaseSource(ReleaseSourceResource, HttpClientConfig, UsesSett
             ]
         return []
 
+    def _recorded_root(self) -> Path | None:
+        parts = urlsplit(self.url or self.require_configuration().musicbrainz_url)
+        return Path(unquote(parts.path)) if parts.scheme == "file" else None
+
     def client(self) -> MusicBrainzClient:
         settings = self.require_configuration()
-        url = self.url or settings.musicbrainz_url
-        parts = urlsplit(url)
-        if parts.scheme == "file":
-            return replay_client(Path(unquote(parts.path)), lookback_days=self.lookback_days)
+        root = self._recorded_root()
+        if root is not None:
+            return replay_client(root, lookback_days=self.lookback_days)
         return MusicBrainzClient(
-            url,
+            self.url or settings.musicbrainz_url,
             contact=self.contact or settings.contact or "",
             rate=self.rate or settings.musicbrainz_rate,
             lookback_days=self.lookback_days,
@@ -90,8 +95,11 @@ class MusicBrainzReleaseSource(ReleaseSourceResource, HttpClientConfig, UsesSett
             retry=self.retry_policy(),
         )
 
-    def fetch(self, day: date) -> ReleaseFetch:
-        return self.client().fetch(day)
+    def fetch(self, day: date, *, widened: bool = False) -> ReleaseFetch:
+        root = self._recorded_root()
+        if root is not None:
+            return fetch_recorded(root, day, lookback_days=self.lookback_days, widened=widened)
+        return self.client().fetch(day, widened=widened)
 
     def fetch_listen_links(self, release_group_mbids: Sequence[str]) -> ListenLinkFetch:
         # The same client, so the same User-Agent and the process's one limiter for the host.
@@ -105,12 +113,14 @@ class SnapshotReleaseSource(ReleaseSourceResource):
 
     root: str | None = None
 
-    def fetch(self, day: date) -> ReleaseFetch:
-        return self._client().fetch(day)
+    def fetch(self, day: date, *, widened: bool = False) -> ReleaseFetch:
+        return fetch_recorded(self._root(), day, lookback_days=self.lookback_days, widened=widened)
 
     def fetch_listen_links(self, release_group_mbids: Sequence[str]) -> ListenLinkFetch:
         return lookup_listen_links(self._client(), release_group_mbids)
 
+    def _root(self) -> Path:
+        return Path(self.root) if self.root else bundled_snapshot_root()
+
     def _client(self) -> MusicBrainzClient:
-        root = Path(self.root) if self.root else bundled_snapshot_root()
-        return replay_client(root, lookback_days=self.lookback_days)
+        return replay_client(self._root(), lookback_days=self.lookback_days)

@@ -72,6 +72,10 @@ logger = logging.getLogger(__name__)
 SOURCE_NAME = "musicbrainz"
 PAGE_SIZE = 100  # the most MusicBrainz returns per search page
 PRIMARY_TYPES = ("album", "ep", "single")
+# Asked for as well only when some subscriber selects the release type broadcast
+# (domain.preferences.ReleaseType.BROADCAST): radio shows, podcasts, interviews, audiobooks.
+BROADCAST_PRIMARY_TYPES = ("broadcast", "other")
+WIDENED_PRIMARY_TYPES = (*PRIMARY_TYPES, *BROADCAST_PRIMARY_TYPES)
 DEFAULT_LOOKBACK_DAYS = 14
 # A window with more pages than this means a broken query or an unexpected flood; we stop and
 # say so rather than spend hours at one request per second (and never store a partial window).
@@ -304,11 +308,20 @@ class ReleaseFetch(FetchReport):
     window_end: date | None = None
     pages: tuple[SourcePage, ...] = ()
     skipped_ids: tuple[str, ...] = ()
+    # Whether the search asked for the broadcast primary types too (``search_query``).
+    widened: bool = False
 
 
-def search_query(start: date, end: date) -> str:
-    types = " OR ".join(PRIMARY_TYPES)
+def search_query(start: date, end: date, *, widened: bool = False) -> str:
+    """The window's search; ``widened`` adds the primary types Broadcast and Other."""
+    types = " OR ".join(WIDENED_PRIMARY_TYPES if widened else PRIMARY_TYPES)
     return f"firstreleasedate:[{start.isoformat()} TO {end.isoformat()}] AND primarytype:({types})"
+
+
+def is_widened(query: str) -> bool:
+    """Whether a search query (``search_query``) asks for the broadcast primary types."""
+    types = query.rpartition("primarytype:(")[2].partition(")")[0]
+    return any(name in BROADCAST_PRIMARY_TYPES for name in types.split(" OR "))
 
 
 def user_agent(contact: str | None) -> str:
@@ -321,7 +334,9 @@ def window(day: date, lookback_days: int) -> tuple[date, date]:
     return day - timedelta(days=lookback_days), day
 
 
-def collect(pages: Iterable[SourcePage], *, start: date, end: date, source: str) -> ReleaseFetch:
+def collect(
+    pages: Iterable[SourcePage], *, start: date, end: date, source: str, widened: bool = False
+) -> ReleaseFetch:
     """Validate and filter the records of ``pages``: every well-formed release group dated
     exactly within ``[start, end]``. Used for live fetches, recorded pages and stored pages alike,
     so a day re-derived from the warehouse goes through the very same rules."""
@@ -360,6 +375,7 @@ def collect(pages: Iterable[SourcePage], *, start: date, end: date, source: str)
         window_end=end,
         pages=tuple(kept_pages),
         skipped_ids=tuple(skipped_ids),
+        widened=widened,
     )
 
 
@@ -424,9 +440,10 @@ class MusicBrainzClient:
         same service (``sources.musicbrainz_links``); the rate limiter is ``self.limiter``."""
         return self._client()
 
-    def iter_pages(self, start: date, end: date) -> Iterator[SourcePage]:
-        """Every page of the window's search, in offset order, until ``offset >= count``."""
-        query = search_query(start, end)
+    def iter_pages(self, start: date, end: date, *, widened: bool = False) -> Iterator[SourcePage]:
+        """Every page of the window's search (``search_query``), in offset order, until
+        ``offset >= count``. Each page records the query it answers."""
+        query = search_query(start, end, widened=widened)
         url = f"{self.base_url}/release-group"
         offset = 0
         with self._client() as client:
@@ -471,13 +488,20 @@ class MusicBrainzClient:
             "refusing to store a partial window"
         )
 
-    def fetch_window(self, start: date, end: date) -> ReleaseFetch:
-        return collect(self.iter_pages(start, end), start=start, end=end, source=self.base_url)
+    def fetch_window(self, start: date, end: date, *, widened: bool = False) -> ReleaseFetch:
+        return collect(
+            self.iter_pages(start, end, widened=widened),
+            start=start,
+            end=end,
+            source=self.base_url,
+            widened=widened,
+        )
 
-    def fetch(self, day: date) -> ReleaseFetch:
-        """The exact-dated release groups of ``[day - lookback_days, day]``."""
+    def fetch(self, day: date, *, widened: bool = False) -> ReleaseFetch:
+        """The exact-dated release groups of ``[day - lookback_days, day]``; ``widened`` asks
+        for the broadcast primary types as well."""
         start, end = window(day, self.lookback_days)
-        return self.fetch_window(start, end)
+        return self.fetch_window(start, end, widened=widened)
 
 
 def _json(body: bytes, url: str) -> Any:
@@ -509,7 +533,11 @@ class ReplayTransport(httpx.BaseTransport):
     """Answers release-group searches from recorded pages on disk.
 
     Layout: ``<root>/<end date>/offset-<NNNN>.json``, the pages of the search whose window ends on
-    that date. A window with no recording answers as MusicBrainz does for a quiet day: no results.
+    that date; ``<root>/widened/<end date>/offset-<NNNN>.json``, those of the widened search
+    (``search_query(widened=True)``). A window with no recording of either answers as MusicBrainz
+    does for a quiet day: no results. A widened search of a window recorded only narrow answers
+    404: those pages cannot say what the widened search would have found (see
+    ``fetch_recorded``, which falls back to the narrow search instead).
     Release browses (``/release?release-group=<mbid>&inc=url-rels``, for listen links) are
     answered from ``<root>/releases/<mbid>/offset-<NNNN>.json``; a release group with no
     recording answers as one with no releases.
@@ -522,11 +550,14 @@ class ReplayTransport(httpx.BaseTransport):
         query = parse_qs(urlsplit(str(request.url)).query)
         if request.url.path.endswith("/release"):
             return replay_release_browse(self.root, query)
-        end = _window_end(query.get("query", [""])[0])
+        search = query.get("query", [""])[0]
+        end = _window_end(search)
         if end is None:
             return httpx.Response(400, content=b'{"error": "expected a firstreleasedate range"}')
         offset = int(query.get("offset", ["0"])[0])
-        directory = self.root / end
+        directory = recorded_window(self.root, end, widened=is_widened(search))
+        if is_widened(search) and not directory.is_dir() and (self.root / end).is_dir():
+            return httpx.Response(404, content=b'{"error": "no recording of the widened search"}')
         if not directory.is_dir():
             body = {"created": "", "count": 0, "offset": offset, "release-groups": []}
             return httpx.Response(200, content=json.dumps(body).encode())
@@ -536,6 +567,36 @@ class ReplayTransport(httpx.BaseTransport):
         return httpx.Response(
             200, content=page.read_bytes(), headers={"Content-Type": "application/json"}
         )
+
+
+def recorded_window(root: Path, end: str, *, widened: bool) -> Path:
+    """Where the recorded pages of the search whose window ends on ``end`` are (see
+    ``ReplayTransport``)."""
+    return root / "widened" / end if widened else root / end
+
+
+def fetch_recorded(
+    root: Path, day: date, *, lookback_days: int, widened: bool = False
+) -> ReleaseFetch:
+    """``day``'s fetch from the recorded pages in ``root``. Asked for the widened search of a
+    window that was recorded only narrow (the bundled sample is), it logs a warning and
+    replays the narrow search: the day's mail goes out, without broadcasts, and the fetch says
+    ``widened=False``. A recording holds what was asked when it was made, nothing more."""
+    client = replay_client(root, lookback_days=lookback_days)
+    end = window(day, lookback_days)[1].isoformat()
+    if (
+        widened
+        and not recorded_window(root, end, widened=True).is_dir()
+        and recorded_window(root, end, widened=False).is_dir()
+    ):
+        logger.warning(
+            "recorded MusicBrainz pages in %s hold only the narrow search for %s: broadcasts "
+            "are not fetched although a subscriber selects them",
+            root,
+            end,
+        )
+        widened = False
+    return client.fetch(day, widened=widened)
 
 
 def replay_release_browse(root: Path, query: Mapping[str, list[str]]) -> httpx.Response:

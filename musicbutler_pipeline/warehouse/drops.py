@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 
 from musicbutler_pipeline.domain.preferences import (
+    DEFAULT_RELEASE_TYPES,
     PRIMARY_KINDS,
     SECONDARY_KINDS,
     WEEKDAYS,
@@ -182,24 +183,32 @@ def _candidates(day: date) -> Subquery:
 
 def _types_selected() -> ColumnElement[bool]:
     """True when every kind of the release group (see domain.preferences.release_kinds) is one
-    the subscriber selected; no preferences row selects every kind."""
+    the subscriber selected; no preferences row selects the default kinds (all but broadcast)."""
     primary = func.lower(func.coalesce(release_groups.c.primary_type, ""))
     # ",compilation,live," : each secondary type between commas, so LIKE matches whole names.
     secondary = literal(",") + func.lower(release_groups.c.secondary_types) + literal(",")
     has_kind: dict[ReleaseType, ColumnElement[bool]] = {
-        kind: primary == name for name, kind in PRIMARY_KINDS.items()
+        kind: primary.in_([name for name, of in PRIMARY_KINDS.items() if of is kind])
+        for kind in set(PRIMARY_KINDS.values())
     }
     has_kind.update({kind: secondary.like(f"%,{name},%") for name, kind in SECONDARY_KINDS.items()})
     # Secondary types other than the named ones: what is left once those are removed.
     rest = secondary
     for name in SECONDARY_KINDS:
         rest = func.replace(rest, f",{name},", ",")
+    # No primary type (or one MusicBrainz adds later) is "other", like the other secondary types.
     has_kind[ReleaseType.OTHER] = or_(
         primary.not_in(list(PRIMARY_KINDS)), func.replace(rest, ",", "") != ""
     )
     return and_(
         *(
-            or_(~has_kind[kind], func.coalesce(subscriber_preferences.c[kind.value], true()))
+            or_(
+                ~has_kind[kind],
+                func.coalesce(
+                    subscriber_preferences.c[kind.value],
+                    true() if kind in DEFAULT_RELEASE_TYPES else false(),
+                ),
+            )
             for kind in ReleaseType
         )
     )

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy import Connection, Engine, delete, false, func, select, true
 
 from musicbutler_pipeline.domain.preferences import (
+    DEFAULT_RELEASE_TYPES,
     Frequency,
     PreferenceChanges,
     PreferenceError,
@@ -26,6 +27,7 @@ from musicbutler_pipeline.warehouse.schema import (
     library_artists,
     release_group_artists,
     subscriber_preferences,
+    subscribers,
 )
 from musicbutler_pipeline.warehouse.subscribers import subscribers_by_address
 
@@ -233,3 +235,23 @@ def apply_changes(connection: Connection, changes: Mapping[int, PreferenceChange
     if changed:
         save_preferences(connection, changed)
     return len(changed)
+
+
+def subscribers_selecting(connection: Connection, kind: ReleaseType) -> int:
+    """How many subscribers who have not unsubscribed have ``kind`` selected (those without a
+    preferences row count when it is one of the defaults). The artist_releases asset asks this
+    for broadcast, to know whether to widen the day's MusicBrainz search."""
+    selected = func.coalesce(
+        subscriber_preferences.c[kind.value],
+        true() if kind in DEFAULT_RELEASE_TYPES else false(),
+    )
+    return connection.execute(
+        select(func.count())
+        .select_from(
+            subscribers.outerjoin(
+                subscriber_preferences,
+                subscriber_preferences.c.subscriber_id == subscribers.c.id,
+            )
+        )
+        .where(subscribers.c.unsubscribed_at.is_(None), selected)
+    ).scalar_one()

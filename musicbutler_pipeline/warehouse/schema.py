@@ -22,7 +22,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine.default import DefaultExecutionContext
 
-from musicbutler_pipeline.domain.preferences import WEEKDAYS, Frequency, ReleaseType
+from musicbutler_pipeline.domain.preferences import (
+    DEFAULT_RELEASE_TYPES,
+    WEEKDAYS,
+    Frequency,
+    ReleaseType,
+)
 from musicbutler_pipeline.domain.rules import email_key
 from musicbutler_pipeline.domain.sends import SendPhase, SendState
 
@@ -311,8 +316,9 @@ operator_alerts = Table(
 )
 
 # A subscriber's choices (domain.preferences.Preferences). No row means the defaults: every
-# release type, appearances on, daily. One boolean per release type, so user_drops filters with
-# plain column tests on both dialects.
+# release type but broadcast, appearances on, daily. One boolean per release type, so user_drops
+# filters with plain column tests on both dialects; each defaults to whether the type is in
+# DEFAULT_RELEASE_TYPES (broadcast, added by migration 0012, to false).
 RELEASE_TYPE_COLUMNS = tuple(kind.value for kind in ReleaseType)
 FREQUENCIES = tuple(frequency.value for frequency in Frequency)
 subscriber_preferences = Table(
@@ -326,7 +332,12 @@ subscriber_preferences = Table(
         autoincrement=False,
     ),
     *(
-        Column(name, Boolean, nullable=False, server_default=text("true"))
+        Column(
+            name,
+            Boolean,
+            nullable=False,
+            server_default=text("true" if name in DEFAULT_RELEASE_TYPES else "false"),
+        )
         for name in RELEASE_TYPE_COLUMNS
     ),
     Column("appearances", Boolean, nullable=False, server_default=text("true")),

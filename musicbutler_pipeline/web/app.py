@@ -15,7 +15,9 @@ Routes:
 * ``GET /preferences/<token>`` shows the subscriber's preferences as a form (release types,
   appearances, daily or weekly, blocked artists); ``POST /preferences/<token>`` (the form,
   urlencoded) validates every field with ``domain.preferences`` and saves them. A bad value
-  re-shows the form with a one-line error naming the field (400) and saves nothing. The token
+  saves nothing and re-shows the form (400) with one error line naming the field, each field as
+  it was submitted (so nothing typed is lost) unless the value is not one the form offers,
+  which shows what is stored. The token
   is a preferences token (``mail.tokens``): an unsubscribe token is refused like a forged one.
   An unsubscribed person gets 404 with a page saying so: they get no digests, so there is
   nothing to tune, and their feeds answer 404 too.
@@ -33,6 +35,7 @@ import hashlib
 import html
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import parse_qs
@@ -173,7 +176,8 @@ _TYPE_LABELS = {
     prefs.ReleaseType.COMPILATION: "Compilations",
     prefs.ReleaseType.LIVE: "Live",
     prefs.ReleaseType.REMIX: "Remixes",
-    prefs.ReleaseType.OTHER: "Other",
+    prefs.ReleaseType.OTHER: "Other (soundtracks, DJ mixes, …)",
+    prefs.ReleaseType.BROADCAST: "Broadcasts and other primary types (radio, podcasts, …)",
 }
 
 
@@ -199,6 +203,8 @@ def _changes_from_form(
             raise prefs.PreferenceError(f"{name}: give one value, not {len(values)}")
         return values[0] if values else ""
 
+    if not any(value.strip() for value in form.get("types", [])):
+        raise prefs.PreferenceError("types: tick at least one release type")
     release_types = prefs.parse_release_types(",".join(form.get("types", [])))
     appearances = prefs.parse_on_off(one("appearances"))
     frequency = prefs.parse_frequency(one("frequency"))
@@ -214,6 +220,58 @@ def _changes_from_form(
         block=block - unblock,
     )
     return changes, unblock
+
+
+@dataclass(frozen=True, slots=True)
+class _FormState:
+    """What the preferences form shows: the stored preferences, or a refused submission."""
+
+    release_types: frozenset[prefs.ReleaseType]
+    appearances: bool
+    weekly: bool
+    weekday: str | None
+    blocked: frozenset[str]  # the stored blocked artists, each with an "Unblock" box
+    unblock: frozenset[str] = frozenset()  # boxes ticked
+    block_text: str = ""
+
+    @classmethod
+    def of(cls, chosen: prefs.Preferences) -> _FormState:
+        return cls(
+            release_types=chosen.release_types,
+            appearances=chosen.appearances,
+            weekly=chosen.frequency is prefs.Frequency.WEEKLY,
+            weekday=chosen.weekday,
+            blocked=chosen.blocked_artists,
+        )
+
+    @classmethod
+    def resubmitted(cls, form: dict[str, list[str]], stored: prefs.Preferences) -> _FormState:
+        """The refused ``form`` as submitted, field by field; a field whose value is not one the
+        form offers (a hand-made request) shows what is stored instead."""
+
+        def offered(name: str, choices: tuple[str, ...]) -> str | None:
+            values = form.get(name, [])
+            return values[0] if len(values) == 1 and values[0] in choices else None
+
+        shown = cls.of(stored)
+        kinds = {kind.value: kind for kind in prefs.ReleaseType}
+        ticked = form.get("types", [])
+        appearances = offered("appearances", ("on", "off"))
+        frequency = offered("frequency", tuple(prefs.Frequency))
+        weekday = offered("weekday", prefs.WEEKDAYS)
+        return replace(
+            shown,
+            release_types=(
+                frozenset(kinds[value] for value in ticked)
+                if all(value in kinds for value in ticked)
+                else shown.release_types
+            ),
+            appearances=shown.appearances if appearances is None else appearances == "on",
+            weekly=shown.weekly if frequency is None else frequency == prefs.Frequency.WEEKLY,
+            weekday=weekday or shown.weekday,
+            unblock=frozenset(form.get("unblock", [])) & stored.blocked_artists,
+            block_text=form["block"][0] if len(form.get("block", [])) == 1 else "",
+        )
 
 
 class WebApp:
@@ -290,40 +348,56 @@ class WebApp:
             )
         if request.method == "GET":
             current = await run_in_threadpool(read_preferences, self.engine, row.id)
-            return await self._preferences_page(200, row.email, current)
+            return await self._preferences_page(200, row.email, _FormState.of(current))
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != _FORM_TYPE:
             await request.body()
             return page(415, "Send the form", "<p>Use the Save button on the page.</p>")
         body = (await request.body()).decode("utf-8", errors="replace")
         try:
             form = parse_qs(body, keep_blank_values=True, max_num_fields=_MAX_FORM_FIELDS)
+        except ValueError:  # past max_num_fields: not the page's form
+            return await self._refused(row.id, row.email, {}, "too many fields")
+        try:
             changes, unblock = _changes_from_form(form)
             chosen = await run_in_threadpool(
                 change_preferences_by_id, self.engine, row.id, changes, unblock
             )
-        except (prefs.PreferenceError, ValueError) as exc:
-            # parse_qs raises ValueError past max_num_fields; PreferenceError is one.
-            message = str(exc) if isinstance(exc, prefs.PreferenceError) else "too many fields"
-            logger.info("preferences: subscriber %d: refused: %s", row.id, message)
-            current = await run_in_threadpool(read_preferences, self.engine, row.id)
-            return await self._preferences_page(400, row.email, current, error=message)
+        except prefs.PreferenceError as exc:
+            return await self._refused(row.id, row.email, form, str(exc))
         logger.info("preferences: subscriber %d saved", row.id)
-        return await self._preferences_page(200, row.email, chosen, saved=True)
+        return await self._preferences_page(200, row.email, _FormState.of(chosen), saved=True)
+
+    async def _refused(
+        self, subscriber_id: int, email: str, form: dict[str, list[str]], message: str
+    ) -> Response:
+        """400: the form again as it was sent, with one error line; nothing was saved."""
+        logger.info("preferences: subscriber %d: refused: %s", subscriber_id, message)
+        stored = await run_in_threadpool(read_preferences, self.engine, subscriber_id)
+        return await self._preferences_page(
+            400,
+            email,
+            _FormState.resubmitted(form, stored),
+            error=f"{message}. Nothing was saved.",
+        )
 
     async def _preferences_page(
         self,
         status: int,
         email: str,
-        chosen: prefs.Preferences,
+        shown: _FormState,
         *,
         saved: bool = False,
         error: str | None = None,
     ) -> Response:
-        names = await run_in_threadpool(artist_names, self.engine, chosen.blocked_artists)
+        names = await run_in_threadpool(artist_names, self.engine, shown.blocked)
         blocked = sorted(
             (
-                {"mbid": mbid, "name": names.get(mbid, "Unknown artist")}
-                for mbid in chosen.blocked_artists
+                {
+                    "mbid": mbid,
+                    "name": names.get(mbid, "Unknown artist"),
+                    "unblock": mbid in shown.unblock,
+                }
+                for mbid in shown.blocked
             ),
             key=lambda artist: (artist["name"].casefold(), artist["mbid"]),
         )
@@ -335,15 +409,16 @@ class WebApp:
                 {
                     "value": kind.value,
                     "label": _TYPE_LABELS[kind],
-                    "checked": kind in chosen.release_types,
+                    "checked": kind in shown.release_types,
                 }
                 for kind in prefs.ReleaseType
             ],
-            appearances=chosen.appearances,
-            weekly=chosen.frequency is prefs.Frequency.WEEKLY,
-            weekday=chosen.weekday or "",
+            appearances=shown.appearances,
+            weekly=shown.weekly,
+            weekday=shown.weekday or "",
             weekdays=prefs.WEEKDAYS,
             blocked=blocked,
+            block_text=shown.block_text,
         )
         return HTMLResponse(body, status_code=status)
 

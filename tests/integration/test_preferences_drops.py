@@ -70,6 +70,41 @@ def test_a_release_group_counts_only_when_every_kind_is_selected(engine: Engine)
     }
 
 
+def test_broadcasts_only_for_who_selected_them(engine: Engine) -> None:
+    """Primary type Broadcast or Other is ``broadcast``, left out by default (no row, or a row
+    from before migration 0012); no primary type at all stays ``other``, in the default."""
+    ana = add_subscriber(engine, "ana@example.com")  # selects broadcast
+    ben = add_subscriber(engine, "ben@example.com")  # no preferences row
+    cy = add_subscriber(engine, "cy@example.com")  # a row with the default types
+    for subscriber in (ana, ben, cy):
+        follow(engine, subscriber, "Radiohead")
+    show = replace(release_group("Radio Session", "Radiohead"), primary_type="Broadcast")
+    talk = replace(
+        release_group("Interview", "Radiohead"),
+        primary_type="Other",
+        secondary_types=("Interview",),
+    )
+    untyped = replace(release_group("Untyped", "Radiohead"), primary_type=None)
+    store_releases(engine, DAY, show, talk, untyped)
+    change_preferences(engine, "ana@example.com", release_types=parse_release_types("all"))
+    change_preferences(engine, "cy@example.com", release_types=parse_release_types("default"))
+
+    assert _drops(engine) == {
+        *((ana, rg.mbid, "Radiohead") for rg in (show, talk, untyped)),
+        (ben, untyped.mbid, "Radiohead"),
+        (cy, untyped.mbid, "Radiohead"),
+    }
+    radiohead = mbid("artist:Radiohead")
+    assert _exclusions(engine) == {
+        (subscriber, rg.mbid, radiohead, "type_filtered")
+        for subscriber in (ben, cy)
+        for rg in (show, talk)
+    }
+    # Broadcast alone is not enough for an interview: its secondary type is "other".
+    change_preferences(engine, "ana@example.com", release_types=parse_release_types("broadcast"))
+    assert {rg for who, rg, _ in _drops(engine) if who == ana} == {show.mbid}
+
+
 def test_appearances_off_announces_only_what_a_followed_artist_is_credited_first_on(
     engine: Engine,
 ) -> None:

@@ -30,7 +30,7 @@ def test_subscribers_preference_columns_validated_by_line(engine: Engine, tmp_pa
         "line 5: frequency weekly needs a weekday (monday..sunday)",
         "line 6: artist MBID 'not-an-mbid': not a MusicBrainz identifier (a UUID)",
         "line 7: types 'mixtape': 'mixtape' is not one of "
-        "album, single, ep, compilation, live, remix, other",
+        "album, single, ep, compilation, live, remix, other, broadcast (or all, default)",
     ]
     assert (report.inserted, report.preferences_changed) == (2, 1)
     ana = show_preferences(engine, "ana@example.com")

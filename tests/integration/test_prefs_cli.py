@@ -66,3 +66,11 @@ def test_prefs_shows_sets_and_refuses_bad_values(tmp_path: Path) -> None:
         "  frequency: daily",
         "  blocked artists: none",
     ]
+
+    broadcasts = musicbutler(
+        "prefs", "ana@example.com", "--types", "default,broadcast", cwd=tmp_path
+    )
+    assert broadcasts.returncode == 0, broadcasts.stderr
+    assert broadcasts.stdout.splitlines()[1] == (
+        "  types: album, single, ep, compilation, live, remix, other, broadcast"
+    )

@@ -21,6 +21,7 @@ from musicbutler_pipeline.sources.musicbrainz import (
     MusicBrainzClient,
     MusicBrainzError,
     bundled_snapshot_root,
+    is_widened,
     parse_release_group,
     search_query,
     user_agent,
@@ -207,6 +208,12 @@ def test_a_page_that_is_not_a_search_result_is_an_error() -> None:
 
 def test_search_query_and_user_agent() -> None:
     assert search_query(date(2026, 11, 9), SAMPLE_DAY) == EXPECTED["query"]
+    widened = search_query(date(2026, 11, 9), SAMPLE_DAY, widened=True)
+    assert widened == (
+        "firstreleasedate:[2026-11-09 TO 2026-11-23] "
+        "AND primarytype:(album OR ep OR single OR broadcast OR other)"
+    )
+    assert is_widened(widened) and not is_widened(EXPECTED["query"])
     assert (
         user_agent("ops@example.org") == f"musicbutler-pipeline/{__version__} ( ops@example.org )"
     )

@@ -17,6 +17,7 @@ from musicbutler_pipeline.domain.models import (
 )
 from musicbutler_pipeline.domain.preferences import (
     ALL_RELEASE_TYPES,
+    DEFAULT_RELEASE_TYPES,
     Frequency,
     PreferenceError,
     Preferences,
@@ -29,9 +30,9 @@ from musicbutler_pipeline.domain.preferences import (
 )
 from musicbutler_pipeline.domain.rules import weekly_digest_subject
 
-A, S, E, C, L, R, OTHER = (
+A, S, E, C, L, R, OTHER, B = (
     ReleaseType.ALBUM, ReleaseType.SINGLE, ReleaseType.EP, ReleaseType.COMPILATION,
-    ReleaseType.LIVE, ReleaseType.REMIX, ReleaseType.OTHER,
+    ReleaseType.LIVE, ReleaseType.REMIX, ReleaseType.OTHER, ReleaseType.BROADCAST,
 )  # fmt: skip
 
 
@@ -42,8 +43,11 @@ A, S, E, C, L, R, OTHER = (
         ("Album", ("Live",), {A, L}),
         ("EP", ("Remix", "Compilation"), {E, R, C}),
         ("Single", ("Soundtrack",), {S, OTHER}),
-        ("Broadcast", (), {OTHER}),
+        ("Broadcast", (), {B}),
+        ("Other", ("Interview",), {B, OTHER}),
+        ("other", ("Live",), {B, L}),
         (None, (), {OTHER}),
+        ("Mixtape/Street", (), {OTHER}),  # a primary type MusicBrainz may add one day
         ("album", ("live",), {A, L}),
     ],
 )
@@ -55,7 +59,23 @@ def test_every_kind_must_be_selected() -> None:
     no_live = Preferences(release_types=ALL_RELEASE_TYPES - {L})
     assert no_live.announces("Album", ())
     assert not no_live.announces("Album", ("Live",))
-    assert Preferences().announces("Other", ("DJ-mix",))  # the default keeps everything
+    # The default keeps everything announced before broadcasts could be fetched ...
+    assert Preferences().announces("Album", ("DJ-mix",))
+    assert Preferences().announces(None, ())
+    # ... and leaves broadcasts out: selecting them is what widens the MusicBrainz query.
+    assert not Preferences().announces("Broadcast", ())
+    assert not Preferences().announces("Other", ())
+    assert Preferences().release_types == DEFAULT_RELEASE_TYPES == ALL_RELEASE_TYPES - {B}
+    with_broadcasts = Preferences(release_types=DEFAULT_RELEASE_TYPES | {B})
+    assert with_broadcasts.announces("Other", ())
+    assert with_broadcasts.announces("Other", ("Audiobook",))  # "other" is selected too
+    assert not Preferences(release_types=frozenset({B})).announces("Other", ("Audiobook",))
+
+
+def test_a_long_bad_value_is_quoted_short() -> None:
+    with pytest.raises(PreferenceError) as raised:
+        parse_release_types("album," + "x" * 10_000)
+    assert len(str(raised.value)) < 250 and "\n" not in str(raised.value)
 
 
 @pytest.mark.parametrize(
@@ -74,6 +94,10 @@ def test_bad_release_types_are_named(text: str, error: str) -> None:
 def test_release_types_any_case_and_all() -> None:
     assert parse_release_types(" Album, EP ") == {A, E}
     assert parse_release_types("all") == ALL_RELEASE_TYPES
+    assert parse_release_types("default") == DEFAULT_RELEASE_TYPES
+    assert parse_release_types("album,Broadcast") == {A, B}
+    assert B not in parse_release_types("default") and B in parse_release_types("all")
+    assert parse_release_types("default, Broadcast") == ALL_RELEASE_TYPES
     assert parse_on_off("OFF") is False
     with pytest.raises(PreferenceError, match="appearances 'sometimes': use on or off"):
         parse_on_off("sometimes")
