@@ -33,7 +33,7 @@ def test_migration_0011_goes_down_and_up_again(engine: Engine) -> None:
     config = alembic_config(engine)
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, "-1")
+        command.downgrade(config, "0010")
     assert "release_group_links" not in inspect(engine).get_table_names()
     assert current_revision(engine) == "0010"
     upgrade(engine)
