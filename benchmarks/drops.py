@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, literal, select, update
 
 from benchmarks.scale import (
     DAY,
@@ -122,7 +122,7 @@ def add_preferences(engine: Engine, share: float) -> int:
             insert(subscriber_preferences).from_select(
                 ["subscriber_id", "updated_at"],
                 select(
-                    subscribers.c.id, func.cast(SET_AT, subscriber_preferences.c.updated_at.type)
+                    subscribers.c.id, literal(SET_AT, subscriber_preferences.c.updated_at.type)
                 ).where(chosen),
             )
         )
@@ -148,7 +148,7 @@ def add_preferences(engine: Engine, share: float) -> int:
                 select(
                     library_artists.c.subscriber_id,
                     library_artists.c.artist_mbid,
-                    func.cast(SET_AT, blocked_artists.c.blocked_at.type),
+                    literal(SET_AT, blocked_artists.c.blocked_at.type),
                 ).where(
                     library_artists.c.subscriber_id % every == 0, library_artists.c.id % 20 == 0
                 ),

@@ -16,7 +16,7 @@ from musicbutler_pipeline.warehouse.schema import metadata
 
 def artist_indexes(engine: Engine) -> dict[str, list[str]]:
     return {
-        index["name"]: [str(column) for column in index["column_names"]]
+        str(index["name"]): [str(column) for column in index["column_names"]]
         for index in inspect(engine).get_indexes("library_artists")
         if index["column_names"][0] == "artist_mbid"
     }
