@@ -198,21 +198,28 @@ def replace_drops(connection: Connection, day: date) -> int:
     connection.execute(delete(drop_exclusions).where(drop_exclusions.c.partition_date == day))
     # One row per (subscriber, release group, followed artist) whose every credit was left out
     # (an artist credited twice, or followed twice over the day, has several candidate rows).
+    # Only the keys with some reason are grouped: usually a few percent of the candidates.
+    key = ("subscriber_id", "release_group_mbid", "artist_mbid")
+    left_out = (
+        select(*(candidates.c[name] for name in key))
+        .where(candidates.c.reason.is_not(None))
+        .distinct()
+        .subquery("left_out")
+    )
     connection.execute(
         insert(drop_exclusions).from_select(
-            ["partition_date", "subscriber_id", "release_group_mbid", "artist_mbid", "reason"],
+            ["partition_date", *key, "reason"],
             select(
                 literal(day, type_=drop_exclusions.c.partition_date.type),
-                candidates.c.subscriber_id,
-                candidates.c.release_group_mbid,
-                candidates.c.artist_mbid,
+                *(candidates.c[name] for name in key),
                 func.min(candidates.c.reason),
             )
-            .group_by(
-                candidates.c.subscriber_id,
-                candidates.c.release_group_mbid,
-                candidates.c.artist_mbid,
+            .select_from(
+                candidates.join(
+                    left_out, and_(*(candidates.c[name] == left_out.c[name] for name in key))
+                )
             )
+            .group_by(*(candidates.c[name] for name in key))
             .having(func.count(candidates.c.reason) == func.count()),
         )
     )
