@@ -167,7 +167,15 @@ def replace_drops(connection: Connection, day: date) -> int:
         )
     )
     day_drops_key.create(connection)
-    partition = drops.alias("partition")
+    if connection.dialect.name == "postgresql":
+        # A table made by CREATE TABLE ... AS has no statistics until analyzed: the planner would
+        # take it for a few rows and probe it row by row.
+        connection.execute(text(f"ANALYZE {day_drops.name}"))
+    count = connection.execute(select(func.count()).select_from(day_drops)).scalar_one()
+    # The partition's rows that differ from the result go; the result's rows the partition has
+    # go from the result; what is left is inserted. No statement reads the table it writes (an
+    # INSERT probing drops for each of its own rows degenerated to a scan per row on a partition
+    # the planner took for empty).
     connection.execute(
         delete(drops).where(
             drops.c.partition_date == day,
@@ -180,21 +188,23 @@ def replace_drops(connection: Connection, day: date) -> int:
         )
     )
     connection.execute(
+        delete(day_drops).where(
+            exists().where(
+                drops.c.partition_date == day,
+                drops.c.subscriber_id == day_drops.c.subscriber_id,
+                drops.c.release_group_mbid == day_drops.c.release_group_mbid,
+            )
+        )
+    )
+    connection.execute(
         insert(drops).from_select(
             ["partition_date", *result_columns],
             select(
                 literal(day, type_=drops.c.partition_date.type),
                 *(day_drops.c[name] for name in result_columns),
-            ).where(
-                ~exists().where(
-                    partition.c.partition_date == day,
-                    partition.c.subscriber_id == day_drops.c.subscriber_id,
-                    partition.c.release_group_mbid == day_drops.c.release_group_mbid,
-                )
             ),
         )
     )
-    count = connection.execute(select(func.count()).select_from(day_drops)).scalar_one()
     connection.execute(delete(drop_exclusions).where(drop_exclusions.c.partition_date == day))
     # One row per (subscriber, release group, followed artist) whose every credit was left out
     # (an artist credited twice, or followed twice over the day, has several candidate rows).
