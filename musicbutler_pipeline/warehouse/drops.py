@@ -59,10 +59,11 @@ from musicbutler_pipeline.warehouse.schema import (
     subscribers,
 )
 
-# The day's candidates, computed once per replace_drops and read by both of its INSERTs (each
-# used to re-evaluate the whole join with its per-row CASE and EXISTS: measured at 100,000
-# subscribers, 1.8-2.8 times as slow as one evaluation). TEMPORARY: private to the connection,
-# created and dropped inside the caller's transaction (a rollback takes it away too). Filled by
+# The day's candidates, computed once per replace_drops and read by the statements that write
+# the drops and the exclusions (two INSERTs used to re-evaluate the whole join with its per-row
+# CASE and EXISTS each: measured at 100,000 subscribers, 1.8-2.8 times as slow as one pass).
+# TEMPORARY: private to the connection, created and dropped inside the caller's transaction (a
+# rollback takes it away too, on both dialects). Filled by
 # CREATE TABLE ... AS, which PostgreSQL plans in parallel (an INSERT ... SELECT never is); this
 # Table, in its own MetaData and never migrated, names its columns for the statements reading it.
 _scratch = MetaData()
