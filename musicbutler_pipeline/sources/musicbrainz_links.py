@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 
@@ -209,6 +210,29 @@ def iter_release_pages(
         release_group_mbid,
         MAX_PAGES_PER_RELEASE_GROUP,
     )
+
+
+def release_group_of_page(page: SourcePage) -> str | None:
+    """The release group a stored browse page is of (from its query), or None if it names none."""
+    values = parse_qs(page.query).get("release-group")
+    return values[0] if values else None
+
+
+def pages_by_release_group(
+    pages: Sequence[SourcePage], release_group_mbids: Sequence[str]
+) -> dict[str, list[SourcePage]]:
+    """The stored pages of each of ``release_group_mbids`` that has any, in their stored order.
+
+    Only the pages of lookups that succeeded are ever stored (every page of the release group, or
+    the first ``MAX_PAGES_PER_RELEASE_GROUP``), so a release group with pages was looked up whole:
+    its links are already in release_group_links, derived from these very pages."""
+    wanted = set(release_group_mbids)
+    grouped: dict[str, list[SourcePage]] = {}
+    for page in pages:
+        mbid = release_group_of_page(page)
+        if mbid is not None and mbid in wanted:
+            grouped.setdefault(mbid, []).append(page)
+    return grouped
 
 
 def lookup_listen_links(

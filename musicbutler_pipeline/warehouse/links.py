@@ -44,6 +44,13 @@ def owed_release_groups(connection: Connection, day: date) -> list[str]:
     )
 
 
+def owed_listen_links(connection: Connection, day: date) -> dict[str, tuple[ListenLink, ...]]:
+    """The stored listen links of the release groups owed on ``day`` (see listen_links_of)."""
+    return listen_links_of(
+        connection, select(drops.c.release_group_mbid).where(drops.c.partition_date == day)
+    )
+
+
 def replace_listen_links(
     connection: Connection,
     day: date,

@@ -9,6 +9,7 @@ from datetime import date
 from sqlalchemy import Connection, delete, func, insert, select
 
 from musicbutler_pipeline.domain.models import SourcePage
+from musicbutler_pipeline.warehouse.dialect import as_utc
 from musicbutler_pipeline.warehouse.schema import source_pages
 
 
@@ -53,3 +54,32 @@ def watch_start(connection: Connection, source: str, day: date) -> date:
         select(func.min(source_pages.c.partition_date)).where(source_pages.c.source == source)
     ).scalar_one()
     return min(first, day) if first is not None else day
+
+
+def stored_source_pages(connection: Connection, day: date, source: str) -> list[SourcePage]:
+    """The raw pages of ``(day, source)`` as they were received, in their stored order."""
+    rows = connection.execute(
+        select(
+            source_pages.c.url,
+            source_pages.c.query,
+            source_pages.c.page_offset,
+            source_pages.c.body_gzip,
+            source_pages.c.record_count,
+            source_pages.c.total_count,
+            source_pages.c.fetched_at,
+        )
+        .where(source_pages.c.partition_date == day, source_pages.c.source == source)
+        .order_by(source_pages.c.page_offset)
+    )
+    return [
+        SourcePage(
+            url=row.url,
+            query=row.query,
+            offset=row.page_offset,
+            body=gzip.decompress(row.body_gzip),
+            record_count=row.record_count,
+            total_count=row.total_count,
+            fetched_at=as_utc(row.fetched_at),
+        )
+        for row in rows
+    ]

@@ -107,7 +107,9 @@ library_artists = Table(
     Column("source", String(32), nullable=False),
     Column("followed_at", Timestamp, nullable=False),
     Column("unfollowed_on", Date),
-    Index("ix_library_artists_artist_mbid", "artist_mbid"),
+    # Follows by artist with their validity: the day's followers per artist are an index-only
+    # scan (library_summary); lookups by artist use its leading column (migration 0014).
+    Index("ix_library_artists_artist_validity", "artist_mbid", "unfollowed_on"),
     # At most one current follow per (subscriber, artist); ended follows stay as history.
     Index(
         "uq_library_artists_current",

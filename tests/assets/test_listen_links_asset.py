@@ -23,7 +23,9 @@ from musicbutler_pipeline.resources import (
     WarehouseResource,
 )
 from musicbutler_pipeline.sources.musicbrainz import bundled_snapshot_root
+from musicbutler_pipeline.sources.musicbrainz_links import LINKS_SOURCE_NAME
 from musicbutler_pipeline.warehouse.imports import import_library, import_subscribers
+from musicbutler_pipeline.warehouse.pages import stored_source_pages
 from musicbutler_pipeline.warehouse.schema import drops, release_group_links
 from tests.fixtures.loopback import LoopbackServer, Reply, musicbrainz_replay, scripted
 
@@ -41,7 +43,14 @@ def warehouse(engine: Engine) -> Engine:
     return engine
 
 
-def run(engine: Engine, server: LoopbackServer, outbox: Path, instance: DagsterInstance):
+def run(
+    engine: Engine,
+    server: LoopbackServer,
+    outbox: Path,
+    instance: DagsterInstance,
+    *,
+    refresh_links: bool = False,
+):
     source = MusicBrainzReleaseSource(
         url=f"{server.url}/ws/2",
         contact="test@example.org",
@@ -55,6 +64,9 @@ def run(engine: Engine, server: LoopbackServer, outbox: Path, instance: DagsterI
         partition_key=SAMPLE_DAY.isoformat(),
         instance=instance,
         tags={ALLOW_OLD_SEND_TAG: "true"},
+        run_config={"ops": {"listen_links": {"config": {"refresh": True}}}}
+        if refresh_links
+        else None,
         resources={
             "warehouse": WarehouseResource(url=engine.url.render_as_string(hide_password=False)),
             "release_source": source,
@@ -140,20 +152,65 @@ def test_reruns_are_idempotent_and_an_outage_keeps_the_links_and_the_day(
     with DagsterInstance.ephemeral() as instance:
         assert run(warehouse, http_server, tmp_path / "first", instance).success
         first = link_rows(warehouse)
-        assert run(warehouse, http_server, tmp_path / "again", instance).success
+        assert run(warehouse, http_server, tmp_path / "again", instance, refresh_links=True).success
         assert link_rows(warehouse) == first  # replaced, not duplicated
-        # MusicBrainz's url-rels lookups down: the run still succeeds, the links stay.
+        # MusicBrainz's url-rels lookups down during a refresh: the run still succeeds, the
+        # links stay.
         http_server.handler = scripted(
             replay, lambda request: request.path.endswith("/release"), [Reply(503)] * 1000
         )
         before = len(http_server.requests_to("/release"))
-        outage = run(warehouse, http_server, tmp_path / "outage", instance)
+        outage = run(warehouse, http_server, tmp_path / "outage", instance, refresh_links=True)
     assert outage.success
     links = metadata(outage, "listen_links")
     assert (links["lookups_failed"], links["lookups_not_tried"], links["requests"]) == (3, 23, 0)
     assert links["responses_with_retries"] == 3 * 2
     assert len(http_server.requests_to("/release")) - before == 3 * 2  # 3 groups x 2 attempts
     assert link_rows(warehouse) == first
+
+
+def test_a_rerun_reuses_the_days_lookups_and_asks_musicbrainz_nothing_for_them(
+    warehouse: Engine, http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    http_server.handler = musicbrainz_replay(bundled_snapshot_root())
+    with DagsterInstance.ephemeral() as instance:
+        assert run(warehouse, http_server, tmp_path / "first", instance).success
+        first = link_rows(warehouse)
+        with warehouse.connect() as connection:
+            first_pages = stored_source_pages(connection, SAMPLE_DAY, LINKS_SOURCE_NAME)
+        before = len(http_server.requests_to("/release"))
+        rerun = run(warehouse, http_server, tmp_path / "again", instance)
+    assert rerun.success
+    assert len(http_server.requests_to("/release")) == before  # not one lookup
+    links = metadata(rerun, "listen_links")
+    assert (links["release_groups_reused"], links["release_groups_looked_up"]) == (26, 0)
+    assert (links["requests"], links["links_written"]) == (0, 0)
+    assert (links["links"], links["release_groups_with_links"], links["pages_stored"]) == (
+        68,
+        22,
+        26,
+    )
+    assert link_rows(warehouse) == first
+    with warehouse.connect() as connection:
+        assert stored_source_pages(connection, SAMPLE_DAY, LINKS_SOURCE_NAME) == first_pages
+
+
+def test_a_lookup_that_failed_is_tried_again_on_the_rerun(
+    warehouse: Engine, http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    replay = musicbrainz_replay(bundled_snapshot_root())
+    http_server.handler = scripted(
+        replay, lambda request: request.path.endswith("/release"), [Reply(503)] * 2
+    )
+    with DagsterInstance.ephemeral() as instance:
+        first = run(warehouse, http_server, tmp_path / "first", instance)
+        assert metadata(first, "listen_links")["lookups_failed"] == 1
+        before = len(http_server.requests_to("/release"))
+        rerun = run(warehouse, http_server, tmp_path / "again", instance)
+    links = metadata(rerun, "listen_links")
+    assert (links["release_groups_reused"], links["release_groups_looked_up"]) == (25, 1)
+    assert links["requests"] == len(http_server.requests_to("/release")) - before == 1
+    assert links["release_groups_with_links"] == 22
 
 
 def test_an_outage_on_the_first_run_still_sends_every_digest(

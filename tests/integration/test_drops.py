@@ -156,3 +156,62 @@ def test_digest_knows_which_earlier_days_were_never_fetched(engine: Engine) -> N
     [digest] = iter_digests(engine, DAY)
     assert digest.unchecked_days == frozenset({unfetched_day})
     assert {rg.title for rg in digest.artists[0].release_groups} == {"Today", "Late", "Missed"}
+
+
+def _row_versions(engine: Engine) -> dict[tuple[int, str], object]:
+    """Each drop row's physical version: PostgreSQL's xmin, SQLite's rowid. A row deleted and
+    inserted again gets a new one."""
+    version = "xmin::text" if engine.dialect.name == "postgresql" else "rowid"
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            f"SELECT subscriber_id, release_group_mbid, {version} FROM drops"
+        ).all()
+    return {(row[0], row[1]): row[2] for row in rows}
+
+
+def test_a_rerun_rewrites_only_the_drops_that_changed(engine: Engine) -> None:
+    ana = add_subscriber(engine, "ana@example.com")
+    ben = add_subscriber(engine, "ben@example.com")
+    follow(engine, ana, "Björk")
+    follow(engine, ben, "Björk")
+    follow(engine, ben, "Jay-Z")
+    store_releases(
+        engine, DAY, release_group("Fossora II", "Björk"), release_group("Blueprint", "Jay-Z")
+    )
+    first = _drops(engine)
+    # A later partition's row written after the day's: on SQLite a row deleted and inserted
+    # again then gets a rowid past it, not the one it had.
+    tomorrow = DAY + timedelta(days=1)
+    store_releases(engine, tomorrow, release_group("Later", "Björk", released="2026-11-24"))
+    assert _drops(engine, tomorrow)
+    versions = _row_versions(engine)
+    assert _drops(engine) == first
+    assert _row_versions(engine) == versions  # nothing was written again
+
+    # Ben was told about Blueprint the day before; Ana follows Jay-Z now.
+    earlier = DAY - timedelta(days=1)
+    with engine.begin() as connection:
+        send_id = record_sent_email(
+            connection,
+            day=earlier,
+            subscriber_id=ben,
+            recipient="ben@example.com",
+            release_groups=1,
+        )
+        connection.execute(
+            insert(announcements).values(
+                subscriber_id=ben,
+                release_group_mbid=mbid("rg:Blueprint"),
+                partition_date=earlier,
+                send_id=send_id,
+                announced_at=NOW,
+            )
+        )
+    follow(engine, ana, "Jay-Z")
+    assert _drops(engine) == first - {(ben, mbid("rg:Blueprint"), "Jay-Z")} | {
+        (ana, mbid("rg:Blueprint"), "Jay-Z")
+    }
+    after = _row_versions(engine)
+    unchanged = set(versions) - {(ben, mbid("rg:Blueprint"))}
+    assert {key: after[key] for key in unchanged} == {key: versions[key] for key in unchanged}
+    assert (ana, mbid("rg:Blueprint")) in after
