@@ -10,7 +10,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
-from musicbutler_pipeline.warehouse.migrate import alembic_config, current_revision, upgrade
+from musicbutler_pipeline.warehouse.migrate import (
+    alembic_config,
+    current_revision,
+    head_revision,
+    upgrade,
+)
 from musicbutler_pipeline.warehouse.schema import metadata
 
 
@@ -40,11 +45,11 @@ def test_migration_0014_goes_down_and_up_again(engine: Engine) -> None:
     config = alembic_config(engine)
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, "0011")
-    assert current_revision(engine) == "0011"
+        command.downgrade(config, "0012")
+    assert current_revision(engine) == "0012"
     assert artist_indexes(engine) == {"ix_library_artists_artist_mbid": ["artist_mbid"]}
     upgrade(engine)
-    assert current_revision(engine) == "0014"
+    assert current_revision(engine) == head_revision(engine)
     assert artist_indexes(engine) == {
         "ix_library_artists_artist_validity": ["artist_mbid", "unfollowed_on"]
     }
