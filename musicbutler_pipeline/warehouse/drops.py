@@ -262,21 +262,24 @@ def _candidates(day: date) -> Select[Any]:
         func.coalesce(prefs.appearances, true()).is_(false()),
         release_group_artists.c.position != 0,
     )
+    kinds = _release_kinds()
     with_preferences = case(
-        (~_types_selected(), literal("type_filtered")),
+        (~_types_selected(kinds), literal("type_filtered")),
         (blocked, literal("blocked")),
         (appearance_only, literal("appearance")),
         (already_announced, literal("already_announced")),
         (weekly_pending, literal("weekly_pending")),
         else_=null(),
     )
-    # Without a preferences row every type is selected, appearances count and the frequency is
-    # daily: only the block list and the announcements can leave a candidate out. Most
-    # subscribers have no row, and the type test is most of the CASE's cost per row.
+    # Without a preferences row the default types are selected, appearances count and the
+    # frequency is daily: beside one cheap test for a kind outside the defaults (broadcasts),
+    # only the block list and the announcements can leave a candidate out. Most subscribers
+    # have no row, and the full type test is most of the CASE's cost per row.
     reason = case(
         (
             prefs.subscriber_id.is_(None),
             case(
+                (_has_kind_outside_the_defaults(kinds), literal("type_filtered")),
                 (blocked, literal("blocked")),
                 (already_announced, literal("already_announced")),
                 else_=null(),
@@ -328,9 +331,9 @@ def _candidates(day: date) -> Select[Any]:
     )
 
 
-def _types_selected() -> ColumnElement[bool]:
-    """True when every kind of the release group (see domain.preferences.release_kinds) is one
-    the subscriber selected; no preferences row selects the default kinds (all but broadcast)."""
+def _release_kinds() -> dict[ReleaseType, ColumnElement[bool]]:
+    """For each kind, whether the release group has it (domain.preferences.release_kinds in
+    SQL)."""
     primary = func.lower(func.coalesce(release_groups.c.primary_type, ""))
     # ",compilation,live," : each secondary type between commas, so LIKE matches whole names.
     secondary = literal(",") + func.lower(release_groups.c.secondary_types) + literal(",")
@@ -347,6 +350,18 @@ def _types_selected() -> ColumnElement[bool]:
     has_kind[ReleaseType.OTHER] = or_(
         primary.not_in(list(PRIMARY_KINDS)), func.replace(rest, ",", "") != ""
     )
+    return has_kind
+
+
+def _has_kind_outside_the_defaults(
+    has_kind: dict[ReleaseType, ColumnElement[bool]],
+) -> ColumnElement[bool]:
+    return or_(*(has_kind[kind] for kind in ReleaseType if kind not in DEFAULT_RELEASE_TYPES))
+
+
+def _types_selected(has_kind: dict[ReleaseType, ColumnElement[bool]]) -> ColumnElement[bool]:
+    """True when every kind of the release group is one the subscriber selected; no
+    preferences row (or a NULL column) selects the default kinds (all but broadcast)."""
     return and_(
         *(
             or_(
