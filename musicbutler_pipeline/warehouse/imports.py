@@ -43,6 +43,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -787,6 +788,11 @@ def _write_follows(
             connection.execute(text("SET LOCAL enable_hashjoin = off"))
             connection.execute(text("SET LOCAL enable_mergejoin = off"))
         current = library_artists.alias("current")
+        not_current = ~exists().where(
+            current.c.subscriber_id == stage.c.subscriber_id,
+            current.c.artist_mbid == stage.c.artist_mbid,
+            current.c.unfollowed_on.is_(None),
+        )
         new_follows = (
             select(
                 stage.c.subscriber_id,
@@ -795,13 +801,9 @@ def _write_follows(
                 literal(source, type_=library_artists.c.source.type),
                 literal(datetime.now(UTC), type_=library_artists.c.followed_at.type),
             )
-            .where(
-                ~exists().where(
-                    current.c.subscriber_id == stage.c.subscriber_id,
-                    current.c.artist_mbid == stage.c.artist_mbid,
-                    current.c.unfollowed_on.is_(None),
-                )
-            )
+            # SQLite's ON CONFLICT already is that probe, and cheap; it needs a WHERE there all
+            # the same (its parser otherwise reads ON CONFLICT as a join's ON): always true.
+            .where(not_current if connection.dialect.name == "postgresql" else true())
             .order_by(stage.c.subscriber_id)
         )
         insert = upsert_insert(connection, library_artists).from_select(
