@@ -4,7 +4,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select, text, update
 
 from musicbutler_pipeline.warehouse import imports
 from musicbutler_pipeline.warehouse.imports import (
@@ -174,3 +174,115 @@ def test_library_import_commits_each_batch(
     report = import_library(sqlite_engine, csv)
     assert report.inserted == 2
     assert seen[:2] == [1, 2]
+
+
+def _library_file_with_every_kind_of_line(tmp_path: Path) -> tuple[Path, list[int]]:
+    """Good rows with bad lines of each kind among them, in a file whose lines take every path
+    of the reader (plain, quoted, CRLF, blank, not UTF-8, control characters); the bad lines'
+    numbers."""
+    lines: list[bytes] = [b"email,artist_mbid,artist_name"]
+    bad: list[int] = []
+    for n in range(40):
+        mbid = f"{n:08x}-71a5-4011-9441-d0b5e4122711"
+        kind = n % 8
+        if kind == 1:
+            lines.append(f"ana@example.com,{mbid},Caf\xe9 {n}".encode("latin-1"))  # not UTF-8
+            bad.append(len(lines))
+        elif kind == 3:
+            lines.append(f"ana@example.com,{mbid},Tab\there".encode())  # a control character
+            bad.append(len(lines))
+        elif kind == 5:
+            lines.append(f'ana@example.com,{mbid},"Artist, {n}'.encode())  # unterminated quote
+            bad.append(len(lines))
+        elif kind == 6:
+            lines.append(b"   ")  # blank: no row at all
+        elif kind == 7:
+            lines.append(f'ana@example.com,{mbid},"Artist, {n}"\r'.encode())  # quoted, CRLF
+        else:
+            lines.append(f"ana@example.com,{mbid},Artist {n}".encode())
+    path = tmp_path / "lib.csv"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path, bad
+
+
+@pytest.mark.parametrize("block_bytes", [1, 150, 1 << 20])
+def test_library_lines_read_in_blocks_of_any_size_report_the_same(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_bytes: int
+) -> None:
+    """Blocks of plain lines are read at once, the others line by line: wherever a block starts
+    and ends (one line each, a few, the whole file), every bad line is reported by its own
+    number and every good row lands, also with a batch boundary in the middle of a block."""
+    monkeypatch.setattr(imports, "_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(imports, "STAGE_ROWS", 7)
+    import_subscribers(engine, _write(tmp_path / "s.csv", "email\nana@example.com\n"))
+    csv, bad = _library_file_with_every_kind_of_line(tmp_path)
+    report = import_library(engine, csv)
+    assert [error.line for error in report.errors] == bad
+    assert "not UTF-8" in report.errors[0].message
+    assert "control character U+0009" in report.errors[1].message
+    assert "unterminated quote" in report.errors[2].message
+    good = 40 - 5 - len(bad)  # 40 lines, 5 of them blank
+    assert (report.rows, report.inserted) == (35, good)
+    with engine.connect() as connection:
+        names = set(connection.execute(select(library_artists.c.artist_name)).scalars())
+    assert len(names) == good and "Artist, 7" in names and "Artist 0" in names
+    again = import_library(engine, csv)
+    assert ([e.line for e in again.errors], again.inserted, again.unchanged) == (bad, 0, good)
+
+
+def test_library_import_skips_a_follow_a_concurrent_writer_added(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """The INSERT of new follows runs without ON CONFLICT: a follow another transaction adds
+    after the INSERT's snapshot makes it wait on the unique index, then fail when that
+    transaction commits. The import then skips that follow (the other writer's is kept) and
+    adds the rest, in the same batch."""
+    import threading
+
+    from musicbutler_pipeline.warehouse.engine import make_engine
+    from musicbutler_pipeline.warehouse.migrate import upgrade
+
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    try:
+        import_subscribers(engine, _write(tmp_path / "s.csv", "email\nana@example.com\n"))
+        csv = _write(
+            tmp_path / "lib.csv",
+            f"email,artist_mbid,artist_name\nana@example.com,{RADIOHEAD},R\n"
+            f"ana@example.com,{BJORK},B\n",
+        )
+        with engine.connect() as other, engine.connect() as watcher:
+            other.begin()
+            other.execute(
+                library_artists.insert().values(
+                    subscriber_id=select(subscribers.c.id).scalar_subquery(),
+                    artist_mbid=BJORK,
+                    artist_name="Björk (the other writer's)",
+                    source="listenbrainz",
+                    followed_at=func.now(),
+                )
+            )
+            reports = []
+            importer = threading.Thread(target=lambda: reports.append(import_library(engine, csv)))
+            importer.start()
+            # The import's INSERT waits for this transaction, on the unique index's entry.
+            waiting = text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE 'INSERT INTO library_artists%'"
+            )
+            while importer.is_alive() and not watcher.execute(waiting).scalar_one():
+                watcher.rollback()
+            assert importer.is_alive(), reports
+            other.commit()
+            importer.join(timeout=60)
+        (report,) = reports
+        assert (report.errors, report.inserted, report.unchanged) == ([], 1, 1)
+        with engine.connect() as connection:
+            rows = dict(
+                connection.execute(
+                    select(library_artists.c.artist_mbid, library_artists.c.source)
+                ).all()
+            )
+        assert rows == {RADIOHEAD: "csv", BJORK: "listenbrainz"}
+    finally:
+        engine.dispose()
