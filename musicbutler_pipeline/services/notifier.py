@@ -30,7 +30,7 @@ from musicbutler_pipeline.domain.sends import Claim, ClaimOutcome, SendPhase
 from musicbutler_pipeline.domain.shards import Shard
 from musicbutler_pipeline.locks import ExclusiveLock
 from musicbutler_pipeline.mail.backends.base import Mailer, MailError, MailOutcomeUnknown
-from musicbutler_pipeline.mail.message import build_message, message_id
+from musicbutler_pipeline.mail.message import encode_message, message_id
 from musicbutler_pipeline.mail.tokens import MailIdentity
 from musicbutler_pipeline.warehouse.digests import iter_digests
 from musicbutler_pipeline.warehouse.engine import busy_engine
@@ -214,7 +214,7 @@ def _claim_and_deliver(
     if claim.outcome is not ClaimOutcome.CLAIMED:
         return claim.outcome
     try:
-        message = build_message(
+        message = encode_message(
             render_digest(digest),
             mail_from=identity.mail_from,
             to_name=digest.subscriber.name,
