@@ -22,12 +22,14 @@ import copy
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Engine,
     Row,
     RowMapping,
@@ -59,6 +61,7 @@ from musicbutler_pipeline.domain.sends import (
     SendPhase,
     SendRow,
     SendState,
+    SentMark,
     UnsentDay,
 )
 from musicbutler_pipeline.domain.shards import Shard
@@ -137,6 +140,13 @@ _MARK_SENT_PG = text(
     bindparam("mbids", type_=postgresql.ARRAY(String)),
 )
 
+# How far the transaction got, for a claim still held: text for the reason in ``_claim_insert``
+# (an ``update()`` built per email cost more than the statement's round trip).
+_MARK_PHASE = text(
+    f"UPDATE {sends.name} SET phase = :phase, updated_at = :now "
+    "WHERE id = :send_id AND claim_token = :token AND state = :claimed"
+).bindparams(bindparam("now", type_=sends.c.updated_at.type))
+
 
 class SendLedger:
     def __init__(
@@ -178,8 +188,12 @@ class SendLedger:
         recipient: str,
         message_id: str,
         release_group_count: int,
+        settle: Sequence[SentMark] = (),
     ) -> Claim:
-        """Try to become the one sender of this subscriber's email for this day."""
+        """Try to become the one sender of this subscriber's email for this day. ``settle``: the
+        sent marks of emails this sender already had accepted, written first in the same
+        transaction (one commit for both; ``LostClaim`` if one of them is no longer held, and
+        then nothing is written)."""
         token = secrets.token_hex(16)
         now = _now()
         who = {
@@ -203,7 +217,9 @@ class SendLedger:
             "permanent_failure": False,
             **who,
         }
-        with self.engine.begin() as connection:
+        with self._transaction(several_statements=bool(settle)) as connection:
+            for mark in settle:
+                self._write_sent_mark(connection, mark)
             won = connection.execute(_CLAIM_INSERT, values).first()
             if won is not None:
                 # The usual case, a first send of the day: one statement.
@@ -235,13 +251,14 @@ class SendLedger:
         """Record how far the transaction got, for a claim still held (one short commit)."""
         with self.engine.begin() as connection:
             connection.execute(
-                update(sends)
-                .where(
-                    sends.c.id == claim.send_id,
-                    sends.c.claim_token == claim.token,
-                    sends.c.state == SendState.CLAIMED,
-                )
-                .values(phase=phase, updated_at=_now())
+                _MARK_PHASE,
+                {
+                    "phase": SendPhase(phase).value,
+                    "now": _now(),
+                    "send_id": claim.send_id,
+                    "token": claim.token,
+                    "claimed": SendState.CLAIMED.value,
+                },
             )
 
     def mark_sent(
@@ -252,60 +269,81 @@ class SendLedger:
         release_group_mbids: Iterable[str],
     ) -> None:
         """Record the send and every release group it announced, atomically."""
-        now = _now()
-        mbids = list(release_group_mbids)
-        marked = (
-            update(sends)
-            .where(
-                sends.c.id == claim.send_id,
-                sends.c.claim_token == claim.token,
-                sends.c.state == SendState.CLAIMED,
-            )
-            .values(
-                state=SendState.SENT,
-                phase=SendPhase.ACCEPTED,
-                sent_at=now,
-                updated_at=now,
-                error=None,
-            )
-        )
-        with self.engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                # One statement, one round trip: the UPDATE and the INSERT as data-modifying CTEs
-                # (atomic without a transaction around them).
-                held = connection.execute(
-                    _MARK_SENT_PG,
-                    {
-                        "send_id": claim.send_id,
-                        "token": claim.token,
-                        "sent": SendState.SENT.value,
-                        "claimed": SendState.CLAIMED.value,
-                        "accepted": SendPhase.ACCEPTED.value,
-                        "now": now,
-                        "mbids": mbids,
-                    },
-                ).scalar_one()
-            else:
-                held = connection.execute(marked).rowcount
-                if held == 1 and mbids:
-                    connection.execute(
-                        upsert_insert(connection, announcements).on_conflict_do_nothing(
-                            index_elements=["subscriber_id", "release_group_mbid"]
-                        ),
-                        [
-                            {
-                                "subscriber_id": subscriber_id,
-                                "release_group_mbid": mbid,
-                                "partition_date": partition_date,
-                                "send_id": claim.send_id,
-                                "announced_at": now,
-                            }
-                            for mbid in mbids
-                        ],
-                    )
-            if held != 1:
-                # Only an operator's reconcile can take a claim away; never overwrite it silently.
-                raise LostClaim(f"send {claim.send_id} is no longer held by this sender")
+        mark = SentMark(claim, partition_date, subscriber_id, tuple(release_group_mbids))
+        with self._transaction(several_statements=False) as connection:
+            self._write_sent_mark(connection, mark)
+
+    def settle(self, marks: Sequence[SentMark]) -> None:
+        """Write the sent marks of accepted emails (``SentMark``), in one transaction."""
+        if marks:
+            with self._transaction(several_statements=len(marks) > 1) as connection:
+                for mark in marks:
+                    self._write_sent_mark(connection, mark)
+
+    @contextmanager
+    def _transaction(self, *, several_statements: bool) -> Iterator[Connection]:
+        """One transaction, one commit. The sender's engine (``busy_engine``) is in autocommit,
+        where each statement commits on its own: right for one statement, so several get a
+        transaction of their own (READ COMMITTED, PostgreSQL's default)."""
+        with self.engine.connect() as connection:
+            if several_statements and connection.dialect.name != "sqlite":
+                connection.execution_options(isolation_level="READ COMMITTED")
+            with connection.begin():
+                yield connection
+
+    @staticmethod
+    def _write_sent_mark(connection: Connection, mark: SentMark) -> None:
+        claim, now, mbids = mark.claim, _now(), list(mark.release_group_mbids)
+        if connection.dialect.name == "postgresql":
+            # One statement, one round trip: the UPDATE and the INSERT as data-modifying CTEs
+            # (atomic without a transaction around them).
+            held = connection.execute(
+                _MARK_SENT_PG,
+                {
+                    "send_id": claim.send_id,
+                    "token": claim.token,
+                    "sent": SendState.SENT.value,
+                    "claimed": SendState.CLAIMED.value,
+                    "accepted": SendPhase.ACCEPTED.value,
+                    "now": now,
+                    "mbids": mbids,
+                },
+            ).scalar_one()
+        else:
+            held = connection.execute(
+                update(sends)
+                .where(
+                    sends.c.id == claim.send_id,
+                    sends.c.claim_token == claim.token,
+                    sends.c.state == SendState.CLAIMED,
+                )
+                .values(
+                    state=SendState.SENT,
+                    phase=SendPhase.ACCEPTED,
+                    sent_at=now,
+                    updated_at=now,
+                    error=None,
+                )
+            ).rowcount
+            if held == 1 and mbids:
+                connection.execute(
+                    upsert_insert(connection, announcements).on_conflict_do_nothing(
+                        index_elements=["subscriber_id", "release_group_mbid"]
+                    ),
+                    [
+                        {
+                            "subscriber_id": mark.subscriber_id,
+                            "release_group_mbid": mbid,
+                            "partition_date": mark.partition_date,
+                            "send_id": claim.send_id,
+                            "announced_at": now,
+                        }
+                        for mbid in mbids
+                    ],
+                )
+        if held != 1:
+            # Only an operator's reconcile can take a claim away; never overwrite it silently.
+            raise LostClaim(f"send {claim.send_id} is no longer held by this sender")
 
     def mark_failed(
         self, claim: Claim, error: str, *, permanent: bool, phase: str | None = None
