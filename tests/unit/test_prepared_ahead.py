@@ -1,4 +1,4 @@
-"""The notifier's render-ahead thread: order kept, bounded, errors where they happened, stoppable."""
+"""The notifier's render-ahead thread: order kept, bounded, errors in place, stoppable."""
 
 from __future__ import annotations
 
