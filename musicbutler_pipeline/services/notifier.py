@@ -32,7 +32,7 @@ from sqlalchemy import Engine
 from musicbutler_pipeline.domain.digest import render_digest
 from musicbutler_pipeline.domain.feeds import feed_links
 from musicbutler_pipeline.domain.models import Digest
-from musicbutler_pipeline.domain.sends import Claim, ClaimOutcome, SendPhase, SentMark
+from musicbutler_pipeline.domain.sends import Claim, ClaimOutcome, LostClaim, SendPhase, SentMark
 from musicbutler_pipeline.domain.shards import Shard
 from musicbutler_pipeline.locks import ExclusiveLock
 from musicbutler_pipeline.mail.backends.base import (
@@ -342,6 +342,9 @@ def _claim_and_deliver(
             release_group_count=len(digest.release_group_mbids),
             settle=settle,
         )
+    except LostClaim:
+        # An operator took one of them away; the others were written. The day stops.
+        raise
     except BaseException:
         accepted.put_back(settle)  # not written: they go with the next transaction
         raise
