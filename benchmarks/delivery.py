@@ -205,6 +205,8 @@ def run_day(
             str(spy),
             "record",
             "--idle",
+            # Dagster's multiprocess executor runs the send step in a child process.
+            "--subprocesses",
             "--format",
             "raw",
             "-o",

@@ -68,6 +68,19 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class SentMark:
+    """An email the server accepted whose sent mark is not written yet: the ledger writes it in
+    the transaction of the sender's next claim (``SendLedger.claim(settle=...)``), one commit for
+    both. Until then its row stays claimed at phase ``body``: a crash leaves it reported, as
+    "may have been delivered", never sent again automatically."""
+
+    claim: Claim
+    partition_date: date
+    subscriber_id: int
+    release_group_mbids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class SendRow:
     partition_date: date
     subscriber_id: int

@@ -22,12 +22,15 @@ import copy
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
+    Connection,
     Engine,
     Row,
     RowMapping,
@@ -38,6 +41,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    column,
     func,
     literal,
     or_,
@@ -59,6 +63,7 @@ from musicbutler_pipeline.domain.sends import (
     SendPhase,
     SendRow,
     SendState,
+    SentMark,
     UnsentDay,
 )
 from musicbutler_pipeline.domain.shards import Shard
@@ -72,6 +77,29 @@ logger = logging.getLogger(__name__)
 SenderGone = Callable[[str, int], bool]
 
 
+# What a claim writes: a new row of the day for the subscriber, held by this sender's token.
+_CLAIM_COLUMNS = [
+    sends.c[name]
+    for name in (
+        "partition_date",
+        "subscriber_id",
+        "state",
+        "claim_token",
+        "message_id",
+        "recipient",
+        "release_group_count",
+        "attempts",
+        "claimed_at",
+        "updated_at",
+        "permanent_failure",
+        "run_id",
+        "host",
+        "pid",
+        "code_version",
+    )
+]
+
+
 def _claim_insert() -> TextualSelect:
     """The claim: ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` (PostgreSQL, SQLite >= 3.35).
 
@@ -79,26 +107,7 @@ def _claim_insert() -> TextualSelect:
     never caches the dialects' ``insert().on_conflict_do_nothing()`` (``inherit_cache = False``):
     it compiled that statement afresh for every email, about 1 ms of CPU each.
     """
-    columns = [
-        sends.c[name]
-        for name in (
-            "partition_date",
-            "subscriber_id",
-            "state",
-            "claim_token",
-            "message_id",
-            "recipient",
-            "release_group_count",
-            "attempts",
-            "claimed_at",
-            "updated_at",
-            "permanent_failure",
-            "run_id",
-            "host",
-            "pid",
-            "code_version",
-        )
-    ]
+    columns = _CLAIM_COLUMNS
     names = ", ".join(column.name for column in columns)
     placeholders = ", ".join(f":{column.name}" for column in columns)
     return (
@@ -136,6 +145,69 @@ _MARK_SENT_PG = text(
     bindparam("now", type_=sends.c.updated_at.type),
     bindparam("mbids", type_=postgresql.ARRAY(String)),
 )
+
+
+def _settle_and_claim_pg() -> TextualSelect:
+    """PostgreSQL: the sent marks of accepted emails (with their announcements) and the next
+    claim, in one statement: one round trip, one commit, atomic on its own (data-modifying CTEs).
+    The claim is inserted only if every mark was still held. One row per mark written
+    (``marked``, or one row with NULL when none was), each with ``id``, the claim's row when it
+    won (NULL: the row exists, or a mark was lost)."""
+    names = ", ".join(claimed.name for claimed in _CLAIM_COLUMNS)
+    placeholders = ", ".join(f":{claimed.name}" for claimed in _CLAIM_COLUMNS)
+    return (
+        text(
+            f"""
+            WITH accepted(id, token) AS (
+                SELECT * FROM unnest(CAST(:send_ids AS bigint[]), CAST(:tokens AS varchar[]))
+            ), marked AS (
+                UPDATE {sends.name}
+                SET state = :sent, phase = :accepted, sent_at = :now, updated_at = :now,
+                    error = NULL
+                FROM accepted
+                WHERE {sends.name}.id = accepted.id
+                    AND {sends.name}.claim_token = accepted.token
+                    AND {sends.name}.state = :claimed
+                RETURNING {sends.name}.id, {sends.name}.subscriber_id, {sends.name}.partition_date
+            ), announced AS (
+                INSERT INTO {announcements.name}
+                    (subscriber_id, release_group_mbid, partition_date, send_id, announced_at)
+                SELECT marked.subscriber_id, release.mbid, marked.partition_date, marked.id, :now
+                FROM marked JOIN unnest(
+                    CAST(:announced_send_ids AS bigint[]), CAST(:announced_mbids AS varchar[])
+                ) AS release(send_id, mbid) ON release.send_id = marked.id
+                ON CONFLICT (subscriber_id, release_group_mbid) DO NOTHING
+            ), won AS (
+                INSERT INTO {sends.name} ({names})
+                SELECT {placeholders}
+                WHERE (SELECT count(*) FROM marked) = :expected
+                ON CONFLICT (partition_date, subscriber_id) DO NOTHING
+                RETURNING id
+            )
+            SELECT (SELECT id FROM won) AS id, marked.id AS marked
+            FROM (SELECT 1) AS one LEFT JOIN marked ON true
+            """
+        )
+        .bindparams(
+            *(bindparam(claimed.name, type_=claimed.type) for claimed in _CLAIM_COLUMNS),
+            bindparam("send_ids", type_=postgresql.ARRAY(BigInteger)),
+            bindparam("tokens", type_=postgresql.ARRAY(String)),
+            bindparam("announced_send_ids", type_=postgresql.ARRAY(BigInteger)),
+            bindparam("announced_mbids", type_=postgresql.ARRAY(String)),
+            bindparam("now", type_=sends.c.updated_at.type),
+        )
+        .columns(column("id", BigInteger), column("marked", BigInteger))
+    )
+
+
+_SETTLE_AND_CLAIM_PG = _settle_and_claim_pg()
+
+# How far the transaction got, for a claim still held: text for the reason in ``_claim_insert``
+# (an ``update()`` built per email cost more than the statement's round trip).
+_MARK_PHASE = text(
+    f"UPDATE {sends.name} SET phase = :phase, updated_at = :now "
+    "WHERE id = :send_id AND claim_token = :token AND state = :claimed"
+).bindparams(bindparam("now", type_=sends.c.updated_at.type))
 
 
 class SendLedger:
@@ -178,8 +250,12 @@ class SendLedger:
         recipient: str,
         message_id: str,
         release_group_count: int,
+        settle: Sequence[SentMark] = (),
     ) -> Claim:
-        """Try to become the one sender of this subscriber's email for this day."""
+        """Try to become the one sender of this subscriber's email for this day. ``settle``: the
+        sent marks of emails this sender already had accepted, written first in the same
+        transaction (one commit for both; ``LostClaim`` if one of them is no longer held, and
+        then nothing is written)."""
         token = secrets.token_hex(16)
         now = _now()
         who = {
@@ -203,11 +279,24 @@ class SendLedger:
             "permanent_failure": False,
             **who,
         }
+        postgresql = self.engine.dialect.name == "postgresql"
+        with self._transaction(several_statements=bool(settle) and not postgresql) as connection:
+            if settle and postgresql:
+                lost, won_id = self._settle_and_claim(connection, settle, values)
+            else:
+                lost = [mark for mark in settle if not self._write_sent_mark(connection, mark)]
+                won = None if lost else connection.execute(_CLAIM_INSERT, values).first()
+                won_id = None if won is None else won.id
+        if lost:
+            # Only an operator's reconcile takes a claim away. The marks still held were written
+            # (those emails were sent, whatever became of the lost one); no claim was made.
+            raise LostClaim(
+                f"sends {[mark.claim.send_id for mark in lost]} are no longer held by this sender"
+            )
+        if won_id is not None:
+            # The usual case, a first send of the day: one statement.
+            return Claim(ClaimOutcome.CLAIMED, won_id, token)
         with self.engine.begin() as connection:
-            won = connection.execute(_CLAIM_INSERT, values).first()
-            if won is not None:
-                # The usual case, a first send of the day: one statement.
-                return Claim(ClaimOutcome.CLAIMED, won.id, token)
             # A temporary failure (server down, 4xx) may be retried by a later run: re-claiming it
             # is again one atomic statement that only one contender can win.
             connection.execute(
@@ -235,13 +324,14 @@ class SendLedger:
         """Record how far the transaction got, for a claim still held (one short commit)."""
         with self.engine.begin() as connection:
             connection.execute(
-                update(sends)
-                .where(
-                    sends.c.id == claim.send_id,
-                    sends.c.claim_token == claim.token,
-                    sends.c.state == SendState.CLAIMED,
-                )
-                .values(phase=phase, updated_at=_now())
+                _MARK_PHASE,
+                {
+                    "phase": SendPhase(phase).value,
+                    "now": _now(),
+                    "send_id": claim.send_id,
+                    "token": claim.token,
+                    "claimed": SendState.CLAIMED.value,
+                },
             )
 
     def mark_sent(
@@ -252,60 +342,112 @@ class SendLedger:
         release_group_mbids: Iterable[str],
     ) -> None:
         """Record the send and every release group it announced, atomically."""
-        now = _now()
-        mbids = list(release_group_mbids)
-        marked = (
-            update(sends)
-            .where(
-                sends.c.id == claim.send_id,
-                sends.c.claim_token == claim.token,
-                sends.c.state == SendState.CLAIMED,
+        mark = SentMark(claim, partition_date, subscriber_id, tuple(release_group_mbids))
+        self.settle([mark])
+
+    @staticmethod
+    def _settle_and_claim(
+        connection: Connection, settle: Sequence[SentMark], values: dict[str, Any]
+    ) -> tuple[list[SentMark], int | None]:
+        """``_SETTLE_AND_CLAIM_PG``: the marks no longer held (none: the claim was attempted),
+        and the id of the claim won (None: the row exists, or a mark was lost)."""
+        announced = [
+            (mark.claim.send_id, mbid) for mark in settle for mbid in mark.release_group_mbids
+        ]
+        rows = connection.execute(
+            _SETTLE_AND_CLAIM_PG,
+            {
+                **values,
+                "send_ids": [mark.claim.send_id for mark in settle],
+                "tokens": [mark.claim.token for mark in settle],
+                "announced_send_ids": [send_id for send_id, _ in announced],
+                "announced_mbids": [mbid for _, mbid in announced],
+                "expected": len(settle),
+                "sent": SendState.SENT.value,
+                "claimed": SendState.CLAIMED.value,
+                "accepted": SendPhase.ACCEPTED.value,
+                "now": values["updated_at"],
+            },
+        ).all()
+        marked = {row.marked for row in rows if row.marked is not None}
+        return [mark for mark in settle if mark.claim.send_id not in marked], rows[0].id
+
+    def settle(self, marks: Sequence[SentMark]) -> None:
+        """Write the sent marks of accepted emails (``SentMark``), in one transaction;
+        ``LostClaim`` after it if one of them was no longer held (the others are written)."""
+        if not marks:
+            return
+        with self._transaction(several_statements=len(marks) > 1) as connection:
+            lost = [mark for mark in marks if not self._write_sent_mark(connection, mark)]
+        if lost:
+            # Only an operator's reconcile can take a claim away; never overwrite it silently.
+            raise LostClaim(
+                f"sends {[mark.claim.send_id for mark in lost]} are no longer held by this sender"
             )
-            .values(
-                state=SendState.SENT,
-                phase=SendPhase.ACCEPTED,
-                sent_at=now,
-                updated_at=now,
-                error=None,
-            )
-        )
-        with self.engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                # One statement, one round trip: the UPDATE and the INSERT as data-modifying CTEs
-                # (atomic without a transaction around them).
-                held = connection.execute(
-                    _MARK_SENT_PG,
-                    {
-                        "send_id": claim.send_id,
-                        "token": claim.token,
-                        "sent": SendState.SENT.value,
-                        "claimed": SendState.CLAIMED.value,
-                        "accepted": SendPhase.ACCEPTED.value,
-                        "now": now,
-                        "mbids": mbids,
-                    },
-                ).scalar_one()
-            else:
-                held = connection.execute(marked).rowcount
-                if held == 1 and mbids:
-                    connection.execute(
-                        upsert_insert(connection, announcements).on_conflict_do_nothing(
-                            index_elements=["subscriber_id", "release_group_mbid"]
-                        ),
-                        [
-                            {
-                                "subscriber_id": subscriber_id,
-                                "release_group_mbid": mbid,
-                                "partition_date": partition_date,
-                                "send_id": claim.send_id,
-                                "announced_at": now,
-                            }
-                            for mbid in mbids
-                        ],
-                    )
-            if held != 1:
-                # Only an operator's reconcile can take a claim away; never overwrite it silently.
-                raise LostClaim(f"send {claim.send_id} is no longer held by this sender")
+
+    @contextmanager
+    def _transaction(self, *, several_statements: bool) -> Iterator[Connection]:
+        """One transaction, one commit. The sender's engine (``busy_engine``) is in autocommit,
+        where each statement commits on its own: right for one statement, so several get a
+        transaction of their own (READ COMMITTED, PostgreSQL's default)."""
+        with self.engine.connect() as connection:
+            if several_statements and connection.dialect.name != "sqlite":
+                connection.execution_options(isolation_level="READ COMMITTED")
+            with connection.begin():
+                yield connection
+
+    @staticmethod
+    def _write_sent_mark(connection: Connection, mark: SentMark) -> bool:
+        """Whether the claim was still held (and the mark written)."""
+        claim, now, mbids = mark.claim, _now(), list(mark.release_group_mbids)
+        if connection.dialect.name == "postgresql":
+            # One statement, one round trip: the UPDATE and the INSERT as data-modifying CTEs
+            # (atomic without a transaction around them).
+            held = connection.execute(
+                _MARK_SENT_PG,
+                {
+                    "send_id": claim.send_id,
+                    "token": claim.token,
+                    "sent": SendState.SENT.value,
+                    "claimed": SendState.CLAIMED.value,
+                    "accepted": SendPhase.ACCEPTED.value,
+                    "now": now,
+                    "mbids": mbids,
+                },
+            ).scalar_one()
+        else:
+            held = connection.execute(
+                update(sends)
+                .where(
+                    sends.c.id == claim.send_id,
+                    sends.c.claim_token == claim.token,
+                    sends.c.state == SendState.CLAIMED,
+                )
+                .values(
+                    state=SendState.SENT,
+                    phase=SendPhase.ACCEPTED,
+                    sent_at=now,
+                    updated_at=now,
+                    error=None,
+                )
+            ).rowcount
+            if held == 1 and mbids:
+                connection.execute(
+                    upsert_insert(connection, announcements).on_conflict_do_nothing(
+                        index_elements=["subscriber_id", "release_group_mbid"]
+                    ),
+                    [
+                        {
+                            "subscriber_id": mark.subscriber_id,
+                            "release_group_mbid": mbid,
+                            "partition_date": mark.partition_date,
+                            "send_id": claim.send_id,
+                            "announced_at": now,
+                        }
+                        for mbid in mbids
+                    ],
+                )
+        return held == 1
 
     def mark_failed(
         self, claim: Claim, error: str, *, permanent: bool, phase: str | None = None

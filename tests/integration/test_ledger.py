@@ -6,7 +6,13 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, func, select
 
-from musicbutler_pipeline.domain.sends import ClaimOutcome, LostClaim, ReconcileAction, Sender
+from musicbutler_pipeline.domain.sends import (
+    ClaimOutcome,
+    LostClaim,
+    ReconcileAction,
+    Sender,
+    SentMark,
+)
 from musicbutler_pipeline.processes import sender_gone
 from musicbutler_pipeline.warehouse.ledger import SendLedger
 from musicbutler_pipeline.warehouse.schema import announcements
@@ -58,6 +64,60 @@ def test_mark_sent_needs_the_claim_token(engine: Engine) -> None:
     with pytest.raises(LostClaim):
         ledger.mark_sent(forged, DAY, ana, [mbid("rg:a")])
     assert ledger.day(DAY)[0].state == "claimed"
+
+
+def test_a_claim_writes_the_sent_marks_it_carries_in_the_same_commit(engine: Engine) -> None:
+    ana, ben, cy = (add_subscriber(engine, f"{name}@example.com") for name in ("ana", "ben", "cy"))
+    ledger = _ledger(engine, "run-1")
+    first, second = _claim(ledger, ana), _claim(ledger, ben)
+    marks = [
+        SentMark(first, DAY, ana, (mbid("rg:a"), mbid("rg:b"))),
+        SentMark(second, DAY, ben, (mbid("rg:a"),)),
+    ]
+    third = ledger.claim(
+        DAY, cy, recipient="cy@example.com", message_id="<c@x>", release_group_count=1, settle=marks
+    )
+    assert third.outcome is ClaimOutcome.CLAIMED
+    assert {row.subscriber_id: row.state for row in ledger.day(DAY)} == {
+        ana: "sent",
+        ben: "sent",
+        cy: "claimed",
+    }
+    with engine.connect() as connection:
+        announced = connection.execute(
+            select(announcements.c.subscriber_id, announcements.c.release_group_mbid)
+        ).all()
+    assert sorted(announced) == sorted(
+        [(ana, mbid("rg:a")), (ana, mbid("rg:b")), (ben, mbid("rg:a"))]
+    )
+
+
+def test_a_claim_carrying_a_lost_mark_claims_nothing_and_writes_the_held_ones(
+    engine: Engine,
+) -> None:
+    ana, ben, cy = (add_subscriber(engine, f"{name}@example.com") for name in ("ana", "ben", "cy"))
+    ledger = _ledger(engine, "run-1")
+    held, taken = _claim(ledger, ana), _claim(ledger, ben)
+    # An operator resolved ben's claim meanwhile: it is no longer this sender's to mark.
+    ledger.reconcile(DAY, ReconcileAction.RESEND, subscriber_ids=[ben], include_live=True)
+    with pytest.raises(LostClaim):
+        ledger.claim(
+            DAY,
+            cy,
+            recipient="cy@example.com",
+            message_id="<c@x>",
+            release_group_count=1,
+            settle=[
+                SentMark(held, DAY, ana, (mbid("rg:a"),)),
+                SentMark(taken, DAY, ben, (mbid("rg:a"),)),
+            ],
+        )
+    assert {row.subscriber_id: row.state for row in ledger.day(DAY)} == {
+        ana: "sent",
+        ben: "failed",
+    }
+    with engine.connect() as connection:
+        assert connection.execute(select(announcements.c.subscriber_id)).scalars().all() == [ana]
 
 
 def test_temporary_failure_is_reclaimed_permanent_is_not(engine: Engine) -> None:

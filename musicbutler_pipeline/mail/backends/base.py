@@ -7,13 +7,48 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import SMTP
 from types import TracebackType
-from typing import Self
+from typing import Self, cast
 
 from musicbutler_pipeline.domain.sends import SendPhase
 
 BeforeBody = Callable[[], None]
+
+# Headers already folded for the wire are written again as they are: the email package would
+# refold a long List-Unsubscribe into encoded-words that no mail client reads as links.
+_AS_FOLDED = SMTP.clone(refold_source="none")
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """A message ready for the wire: its envelope and its RFC 5322 bytes (CRLF line ends, 7-bit
+    clean), built once. What the SMTP backend hands to the server as it is, without the email
+    package parsing and flattening it again; ``as_email`` is the same message as an EmailMessage
+    for backends and tests that look inside it."""
+
+    envelope_from: str
+    recipients: tuple[str, ...]
+    message_id: str
+    data: bytes
+
+    def as_email(self) -> EmailMessage:
+        # Parsed with Python's line ends, as the email package holds a message it built (its
+        # parts' content then reads "\n", not "\r\n"); the SMTP policy writes CRLF again.
+        parsed = BytesParser(policy=_AS_FOLDED).parsebytes(self.data.replace(b"\r\n", b"\n"))
+        return cast(EmailMessage, parsed)
+
+
+# What every backend accepts: a message built by ``mail.message.encode_message``, or any
+# EmailMessage (its envelope read from its headers, as smtplib's ``send_message`` does).
+Message = EmailMessage | OutgoingMessage
+
+
+def as_email(message: Message) -> EmailMessage:
+    return message.as_email() if isinstance(message, OutgoingMessage) else message
 
 
 class MailError(Exception):
@@ -62,7 +97,7 @@ class Mailer(ABC):
     """Sends one message at a time; may hold a connection open between sends."""
 
     @abstractmethod
-    def send(self, message: EmailMessage, *, before_body: BeforeBody | None = None) -> None:
+    def send(self, message: Message, *, before_body: BeforeBody | None = None) -> None:
         """Hand the message over for delivery, or raise MailError.
 
         ``before_body`` is called once, just before the message itself goes out: the last

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import sys
-from email.message import EmailMessage
 from typing import TextIO
 
-from musicbutler_pipeline.mail.backends.base import BeforeBody, Mailer
+from musicbutler_pipeline.mail.backends.base import BeforeBody, Mailer, Message, as_email
 
 
 class ConsoleMailer(Mailer):
@@ -19,10 +18,10 @@ class ConsoleMailer(Mailer):
     def description(self) -> str:
         return "console"
 
-    def send(self, message: EmailMessage, *, before_body: BeforeBody | None = None) -> None:
+    def send(self, message: Message, *, before_body: BeforeBody | None = None) -> None:
         if before_body is not None:
             before_body()
         stream = self.stream or sys.stdout
-        stream.write(message.as_string())
+        stream.write(as_email(message).as_string())
         stream.write("\n" + "-" * 79 + "\n")
         stream.flush()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
-from musicbutler_pipeline.mail.backends.base import BeforeBody, Mailer, MailError
+from musicbutler_pipeline.mail.backends.base import BeforeBody, Mailer, MailError, Message, as_email
 
 
 class MemoryMailer(Mailer):
@@ -15,7 +15,9 @@ class MemoryMailer(Mailer):
         self.messages: list[EmailMessage] = []
         self.fail_for = fail_for or {}
 
-    def send(self, message: EmailMessage, *, before_body: BeforeBody | None = None) -> None:
+    def send(self, message: Message, *, before_body: BeforeBody | None = None) -> None:
+        # Tests look inside what was sent: keep it as an EmailMessage.
+        message = as_email(message)
         for address, error in self.fail_for.items():
             if address in str(message["To"]):
                 if error.outcome_unknown:

@@ -20,7 +20,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
-from email.message import EmailMessage
 from functools import cache
 from typing import TYPE_CHECKING, cast
 
@@ -31,6 +30,8 @@ from musicbutler_pipeline.mail.backends.base import (
     Mailer,
     MailError,
     MailOutcomeUnknown,
+    Message,
+    OutgoingMessage,
 )
 
 if TYPE_CHECKING:
@@ -240,7 +241,7 @@ class SmtpMailer(Mailer):
     def __repr__(self) -> str:
         return f"SmtpMailer({self.description})"
 
-    def send(self, message: EmailMessage, *, before_body: BeforeBody | None = None) -> None:
+    def send(self, message: Message, *, before_body: BeforeBody | None = None) -> None:
         try:
             self._send(message, before_body)
         except MailError as exc:
@@ -252,7 +253,7 @@ class SmtpMailer(Mailer):
             text = text.replace(self._password, "***")
         return text
 
-    def _send(self, message: EmailMessage, before_body: BeforeBody | None) -> None:
+    def _send(self, message: Message, before_body: BeforeBody | None) -> None:
         if self._unavailable is not None:
             raise MailError(
                 f"not attempted: {self.description} failed earlier in this batch "
@@ -313,14 +314,18 @@ class SmtpMailer(Mailer):
         if self._pacer is not None:
             self._pacer.wait()
 
-    def _attempt(self, message: EmailMessage, before_body: BeforeBody | None) -> None:
+    def _attempt(self, message: Message, before_body: BeforeBody | None) -> None:
         if self._connection is None:
             self._connection = self._connect()
             self._sent_on_connection = 0
         connection = self._connection
         connection.before_body = before_body
         try:
-            connection.send_message(message)
+            if isinstance(message, OutgoingMessage):
+                # Built once, sent as it is: no parsing or flattening by the email package.
+                connection.sendmail(message.envelope_from, list(message.recipients), message.data)
+            else:
+                connection.send_message(message)
         except _OutcomeUnknown as exc:
             # The server may have stored it: this connection's state is unknowable, and this
             # message must not go out again. The next message gets a fresh connection.
@@ -504,7 +509,7 @@ class SmtpPool(Mailer):
     def __repr__(self) -> str:
         return f"SmtpPool({self.description})"
 
-    def send(self, message: EmailMessage, *, before_body: BeforeBody | None = None) -> None:
+    def send(self, message: Message, *, before_body: BeforeBody | None = None) -> None:
         member = self._idle.get()
         try:
             # A server one connection found unreachable fails the others' messages at once too,
