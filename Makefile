@@ -38,14 +38,15 @@ test: $(INSTALLED)
 # false alarms (one SQLite cell each); two dagster-daemons on one instance still sending once;
 # processes racing to create a fresh Dagster instance; the Celery drill: 4 shards on two
 # dagster-celery workers, one SIGKILLed mid-shard; a SIGKILL mid-send reconciled; a week of weekly
-# digests under four concurrent runs; idle connections against the web server.
+# digests under four concurrent runs; idle connections against the web server; hostile names
+# and titles from MusicBrainz in a sent digest.
 drills: $(INSTALLED)
 	$(BIN)/python -m pytest -m drills_matrix -s tests/drills/test_scheduler_matrix.py \
 	  tests/integration/test_deployment.py tests/drills/test_smtp_faults.py \
 	  tests/drills/test_scheduler_detection.py tests/drills/test_instance_race.py \
 	  tests/drills/test_celery_executor.py tests/drills/test_schedulers.py \
 	  tests/drills/test_crash.py tests/drills/test_weekly_digest.py \
-	  tests/drills/test_web_idle_connections.py
+	  tests/drills/test_web_idle_connections.py tests/drills/test_bad_musicbrainz_records.py
 
 # ruff, pyright (standard mode) and the import contracts of pyproject.toml; pre-commit runs the same.
 lint: $(INSTALLED)

@@ -261,6 +261,8 @@ def test_bad_records_are_skipped_and_counted_and_the_day_is_sent(
     assert f"  {CLEANED_TITLE}" in lines and "  Lagos Midnight" in lines
 
 
+# In `make drills`: 77 s for both dialects, over make test's 15 minutes with the rest.
+@pytest.mark.drills_matrix
 @pytest.mark.postgres
 def test_names_and_titles_stay_in_their_place_in_a_sent_digest(
     installation: Installation, musicbrainz: LoopbackServer
