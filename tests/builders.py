@@ -3,7 +3,6 @@ read stored source pages back to re-derive a day from them."""
 
 from __future__ import annotations
 
-import gzip
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
@@ -12,6 +11,7 @@ from sqlalchemy import Connection, Engine, insert, select
 
 from musicbutler_pipeline.domain.models import CreditedArtist, ReleaseGroup, SourcePage
 from musicbutler_pipeline.sources.musicbrainz import ReleaseFetch, collect, window
+from musicbutler_pipeline.warehouse.pages import stored_source_pages
 from musicbutler_pipeline.warehouse.releases import replace_release_groups
 from musicbutler_pipeline.warehouse.schema import library_artists, sends, source_pages, subscribers
 
@@ -99,28 +99,17 @@ def record_sent_email(
 
 
 def load_source_pages(connection: Connection, day: date, source: str) -> list[SourcePage]:
-    """The stored pages of ``(day, source)`` in offset order, decompressed. Raises if a body
-    does not match the sha256 stored beside it."""
-    rows = connection.execute(
-        select(source_pages)
+    """The stored pages of ``(day, source)`` in offset order, decompressed (as the warehouse
+    reads them back). Raises if a body does not match the sha256 stored beside it."""
+    pages = stored_source_pages(connection, day, source)
+    stored_sha256 = connection.execute(
+        select(source_pages.c.sha256)
         .where(source_pages.c.partition_date == day, source_pages.c.source == source)
         .order_by(source_pages.c.page_offset)
-    ).all()
-    pages = [
-        SourcePage(
-            url=row.url,
-            query=row.query,
-            offset=row.page_offset,
-            body=gzip.decompress(row.body_gzip),
-            record_count=row.record_count,
-            total_count=row.total_count,
-            fetched_at=row.fetched_at,
-        )
-        for row in rows
-    ]
-    for page, row in zip(pages, rows, strict=True):
-        if page.sha256 != row.sha256:
-            raise ValueError(f"stored page {page.url} does not match its sha256 {row.sha256}")
+    ).scalars()
+    for page, sha256 in zip(pages, stored_sha256, strict=True):
+        if page.sha256 != sha256:
+            raise ValueError(f"stored page {page.url} does not match its sha256 {sha256}")
     return pages
 
 
